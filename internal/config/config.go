@@ -1,0 +1,260 @@
+// Package config defines the connector's YAML configuration: its schema,
+// defaults, ${ENV} expansion and validation.
+//
+// Loading is strict (unknown keys are errors) and validation collects every
+// problem at once, naming each key and its line, so an admin fixes a file in
+// one pass. Only cmd/connector loads configuration; the other packages receive
+// plain values.
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Server    Server    `yaml:"server"`
+	Dataverse Dataverse `yaml:"dataverse"`
+	Redis     Redis     `yaml:"redis"`
+	Intake    Intake    `yaml:"intake"`
+	Identity  Identity  `yaml:"identity"`
+	Portals   []Portal  `yaml:"portals"`
+	API       API       `yaml:"api"`
+	Log       Log       `yaml:"log"`
+
+	// Path is the file the configuration was loaded from ("" when built in).
+	Path string `yaml:"-"`
+}
+
+// Server is the HTTP side: the portal pages, the webhook and the API.
+type Server struct {
+	Addr      string `yaml:"addr"`       // listen address, default ":8080"
+	PublicURL string `yaml:"public_url"` // how Dataverse and browsers reach this server
+	// SecureCookies marks session cookies Secure; only dev on plain HTTP turns it off.
+	SecureCookies *bool `yaml:"secure_cookies"`
+	// SessionIdleTimeout ends a session after this long without a request.
+	SessionIdleTimeout Duration `yaml:"session_idle_timeout"`
+	// SessionLifetime ends a session this long after sign-in, active or not.
+	SessionLifetime Duration `yaml:"session_lifetime"`
+	// TrustedProxies are the proxy addresses (CIDR) whose X-Forwarded-For is believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Language is the default page language ("en", "fr").
+	Language string `yaml:"language"`
+	// RateLimits bound abuse per client IP and per target, shared by replicas through Redis.
+	RateLimits RateLimits `yaml:"rate_limits"`
+}
+
+// RateLimits are requests per minute for the sensitive portal actions.
+type RateLimits struct {
+	CodeLookups   int `yaml:"code_lookups"`
+	Redemptions   int `yaml:"redemptions"`
+	SignIns       int `yaml:"sign_ins"`
+	Registrations int `yaml:"registrations"`
+	PasswordReset int `yaml:"password_resets"`
+}
+
+// Dataverse is the connection to the Dynamics 365 organization.
+type Dataverse struct {
+	URL            string        `yaml:"url"`         // https://contoso.crm.dynamics.com
+	APIVersion     string        `yaml:"api_version"` // default 9.2
+	Timeout        Duration      `yaml:"timeout"`     // per request attempt
+	MaxRetries     int           `yaml:"max_retries"`
+	MaxConcurrency int           `yaml:"max_concurrency"` // 0 follows x-ms-dop-hint
+	CAFile         string        `yaml:"ca_file"`         // extra trusted CA (PEM), added to the system roots
+	Auth           DataverseAuth `yaml:"auth"`
+}
+
+// DataverseAuth selects and configures the Entra ID credential.
+type DataverseAuth struct {
+	Method                   string `yaml:"method"`
+	TenantID                 string `yaml:"tenant_id"`
+	ClientID                 string `yaml:"client_id"`
+	ClientSecret             string `yaml:"client_secret"`
+	CertificatePath          string `yaml:"certificate_path"`
+	CertificatePassword      string `yaml:"certificate_password"`
+	AuthorityHost            string `yaml:"authority_host"`
+	DisableInstanceDiscovery bool   `yaml:"disable_instance_discovery"`
+}
+
+// Redis holds shared state: sessions, the queue, locks, rate limits.
+type Redis struct {
+	URL       string `yaml:"url"` // empty = embedded, dev only
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Intake is how invitation requests get in.
+type Intake struct {
+	Webhook     Webhook  `yaml:"webhook"`
+	Poll        Poll     `yaml:"poll"`
+	Workers     int      `yaml:"workers"`
+	MaxAttempts int      `yaml:"max_attempts"` // before a request goes to the dead letter stream
+	Lease       Duration `yaml:"lease"`        // how long a worker owns a message before others may reclaim it
+	Contact     Contact  `yaml:"contact"`
+}
+
+// Webhook is the Dataverse webhook endpoint.
+type Webhook struct {
+	Enabled      bool        `yaml:"enabled"`
+	Path         string      `yaml:"path"`
+	Auth         WebhookAuth `yaml:"auth"`
+	MaxBodyBytes int64       `yaml:"max_body_bytes"`
+}
+
+// WebhookAuth is how Dataverse proves a delivery is genuine.
+type WebhookAuth struct {
+	Type  string `yaml:"type"`  // webhook_key | http_header | query_string
+	Name  string `yaml:"name"`  // header or query parameter name (not for webhook_key)
+	Value string `yaml:"value"` // the shared secret
+}
+
+// Poll is the safety-net poller.
+type Poll struct {
+	Enabled  bool   `yaml:"enabled"`
+	Schedule string `yaml:"schedule"` // cron spec, e.g. "@every 1m"
+}
+
+// Contact names the custom contact columns the "Invite to portal" button sets.
+type Contact struct {
+	StatusAttribute    string        `yaml:"status_attribute"`
+	PortalAttribute    string        `yaml:"portal_attribute"`
+	RolesAttribute     string        `yaml:"roles_attribute"`
+	InvitedOnAttribute string        `yaml:"invited_on_attribute"`
+	ErrorAttribute     string        `yaml:"error_attribute"`
+	Status             ContactStatus `yaml:"status"`
+}
+
+// ContactStatus holds the option values of the invite status choice.
+type ContactStatus struct {
+	Requested int `yaml:"requested"`
+	Sent      int `yaml:"sent"`
+	Failed    int `yaml:"failed"`
+	Redeemed  int `yaml:"redeemed"`
+}
+
+// Identity configures portal accounts.
+type Identity struct {
+	PasswordHash   string         `yaml:"password_hash"` // aspnet-v3 | aspnet-v2
+	PasswordPolicy PasswordPolicy `yaml:"password_policy"`
+	Lockout        Lockout        `yaml:"lockout"`
+	// TokenSecret signs email-confirmation and password-reset tokens.
+	TokenSecret   string   `yaml:"token_secret"`
+	TokenLifetime Duration `yaml:"token_lifetime"`
+}
+
+// PasswordPolicy mirrors Power Pages' password validator settings.
+type PasswordPolicy struct {
+	MinLength              int  `yaml:"min_length"`
+	EnforceClasses         bool `yaml:"enforce_classes"` // 3 of 4 character classes
+	RequireDigit           bool `yaml:"require_digit"`
+	RequireLowercase       bool `yaml:"require_lowercase"`
+	RequireUppercase       bool `yaml:"require_uppercase"`
+	RequireNonAlphanumeric bool `yaml:"require_non_alphanumeric"`
+	RejectCommon           bool `yaml:"reject_common"`
+}
+
+// Lockout mirrors Power Pages' lockout settings.
+type Lockout struct {
+	Enabled           bool     `yaml:"enabled"`
+	MaxFailedAttempts int      `yaml:"max_failed_attempts"`
+	Duration          Duration `yaml:"duration"`
+}
+
+// Portal is one Power Pages site invitations are for.
+type Portal struct {
+	Name         string     `yaml:"name"`
+	DataModel    string     `yaml:"data_model"` // enhanced | standard
+	WebsiteID    string     `yaml:"website_id"`
+	BaseURL      string     `yaml:"base_url"`
+	DefaultRoles []string   `yaml:"default_roles"`
+	Invitation   Invitation `yaml:"invitation"`
+	Pages        Pages      `yaml:"pages"`
+	Email        Email      `yaml:"email"`
+}
+
+// Invitation is how invitations for a portal behave.
+type Invitation struct {
+	ExpiresAfter   Duration `yaml:"expires_after"` // 0 = never
+	MaxRedemptions int      `yaml:"max_redemptions"`
+	CodeStorage    string   `yaml:"code_storage"` // hashed | plain
+}
+
+// Pages are where the redemption site sends people.
+type Pages struct {
+	ExistingUser string `yaml:"existing_user"`
+	AfterRedeem  string `yaml:"after_redeem"`
+	Terms        string `yaml:"terms"` // optional terms-of-use URL; adds a required checkbox
+}
+
+// Email is the invitation email for a portal.
+type Email struct {
+	Sender       string `yaml:"sender"` // systemuser:<guid> | queue:<guid> | initiating_user
+	Subject      string `yaml:"subject"`
+	Template     string `yaml:"template"`      // optional HTML template file
+	TextTemplate string `yaml:"text_template"` // optional plain-text template file
+}
+
+// API is the JSON API for invitations.
+type API struct {
+	Keys []string `yaml:"keys"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | text
+}
+
+// Duration is a time.Duration that also accepts a days suffix ("14d").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration, using days when exact.
+func (d Duration) String() string {
+	td := time.Duration(d)
+	if td > 0 && td%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", td/(24*time.Hour))
+	}
+	return td.String()
+}
+
+// ParseDuration parses Go durations plus whole days ("14d").
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || fmt.Sprint(days) != n || days < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return Duration(time.Duration(days) * 24 * time.Hour), nil
+	}
+	td, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (use e.g. 30s, 15m, 12h or 14d)", s)
+	}
+	return Duration(td), nil
+}
+
+// MarshalYAML writes the duration in its parseable form.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// SecureCookiesOn reports whether session cookies are marked Secure.
+func (s Server) SecureCookiesOn() bool { return s.SecureCookies == nil || *s.SecureCookies }
+
+// PortalByName returns the portal with the given name.
+func (c *Config) PortalByName(name string) (Portal, bool) {
+	for _, p := range c.Portals {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Portal{}, false
+}
