@@ -141,8 +141,8 @@ func TestEveryProblemNamedWithLine(t *testing.T) {
 	}
 	want := map[string]int{
 		"redis.url":               12,
-		"portals[0].website_id":   22,
-		"portals[1].name":         26,
+		"portals[0].website_id":   20,
+		"portals[1].name":         24,
 		"portals[1].email.sender": 28,
 	}
 	if len(ce.Problems) != len(want) {
