@@ -140,7 +140,7 @@ func TestEveryProblemNamedWithLine(t *testing.T) {
 		t.Fatalf("want *Error, got %v", err)
 	}
 	want := map[string]int{
-		"redis.url":               12,
+		"redis.url":               11,
 		"portals[0].website_id":   20,
 		"portals[1].name":         24,
 		"portals[1].email.sender": 28,
