@@ -29,6 +29,8 @@ type AuthConfig struct {
 	ClientSecret       string // client_secret
 	// CertificatePath is a PEM or PFX file holding the certificate and its
 	// private key (client_certificate); CertificatePassword decrypts a PFX.
+	// PFX files must use the legacy SHA-1/3DES encoding (openssl pkcs12
+	// -export -legacy), the only one azidentity's decoder reads.
 	CertificatePath, CertificatePassword string
 	// AuthorityHost overrides the Entra ID authority, e.g.
 	// https://login.microsoftonline.us/ or a local STS; https only.

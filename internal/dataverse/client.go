@@ -111,6 +111,9 @@ func New(cfg Config, cred azcore.TokenCredential, opts *Options) (*Client, error
 		c.sem = newLimiter(defaultConcurrency, false)
 	}
 	c.pace = newPacer(func() time.Time { return c.now() })
+	if opts.RateLimitWindow > 0 {
+		c.pace.window = opts.RateLimitWindow
+	}
 	if cred != nil {
 		c.tokens = newTokenSource(cred, org+"/.default", func() time.Time { return c.now() })
 	}

@@ -26,6 +26,9 @@ type Options struct {
 	RetryDelay    time.Duration // backoff base; default 1s
 	MaxRetryDelay time.Duration // backoff cap (not applied to Retry-After); default 60s
 	LogBodies     bool          // log request and response bodies at debug level; default false (they hold personal data)
+	// RateLimitWindow is the service-protection window the pacer spreads the
+	// remaining request budget over; default 300s, Dataverse's window.
+	RateLimitWindow time.Duration
 }
 
 // Hooks are metrics callbacks. They run synchronously on the request path, so

@@ -38,6 +38,7 @@ const (
 	codeThrottleTime        uint32 = 0x80072321
 	codeThrottleConcurrency uint32 = 0x80072326
 	codeSQLTimeout          uint32 = 0x80044150
+	codeExpiredVersionStamp uint32 = 0x80044352 // change-tracking token too old
 )
 
 // Error is a failed Dataverse response: the HTTP status plus the OData error
@@ -250,7 +251,7 @@ func IsDeltaTokenExpired(err error) bool {
 	if !ok {
 		return false
 	}
-	if e.StatusCode == http.StatusGone {
+	if e.StatusCode == http.StatusGone || e.code() == codeExpiredVersionStamp {
 		return true
 	}
 	if e.StatusCode != http.StatusBadRequest && e.StatusCode != http.StatusNotFound {
