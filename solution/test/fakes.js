@@ -49,7 +49,8 @@ function loadInvite() {
 function loadConfigFile(file) {
   const sandbox = {};
   vm.runInNewContext(fs.readFileSync(file, "utf8"), sandbox, { filename: file });
-  return sandbox.PortalInviteConfig;
+  // Copied into this realm so that deepStrictEqual compares like with like.
+  return JSON.parse(JSON.stringify(sandbox.PortalInviteConfig));
 }
 
 class FakeStorage {
@@ -307,8 +308,8 @@ class FakeDocument {
 
 // dialogDocument builds a FakeDocument holding one element per id in the
 // real dialog.html, with the tag name and the hidden flag the markup gives.
-function dialogDocument() {
-  const html = fs.readFileSync(DIALOG_HTML, "utf8");
+function dialogDocument(htmlFile = DIALOG_HTML) {
+  const html = fs.readFileSync(htmlFile, "utf8");
   const doc = new FakeDocument();
   for (const m of html.matchAll(/<(\w+)([^>]*?)\sid="([^"]+)"([^>]*)>/g)) {
     const attrs = m[2] + " " + m[4];
@@ -339,9 +340,9 @@ function makeHost(onClose) {
   };
 }
 
-function makeDialogWindow({ search, parent, config, xrm }) {
+function makeDialogWindow({ search, parent, config, xrm, html }) {
   const win = {
-    document: dialogDocument(),
+    document: dialogDocument(html),
     location: { search: search || "" },
     PortalInviteConfig: config,
     closedByWindowClose: false,
