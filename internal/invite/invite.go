@@ -548,44 +548,69 @@ func (s *Service) Lookup(ctx context.Context, code string) (*Invitation, error) 
 }
 
 func (s *Service) lookup(ctx context.Context, raw string) (*Invitation, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" || len(raw) > 200 {
+	cq, ok := s.codeQuery(raw)
+	if !ok {
 		return nil, ErrCodeUnknown
 	}
-	// Candidate stored values per storage mode.
-	canon, canonOK := NormalizeCode(raw)
-	byStorage := map[string][]string{}
-	if canonOK && s.storages[CodeHashed] {
-		byStorage[CodeHashed] = []string{HashCode(canon)}
-	}
-	if s.storages[CodePlain] {
-		if canonOK {
-			byStorage[CodePlain] = append(byStorage[CodePlain], string(canon))
-		}
-		if !canonOK || raw != string(canon) {
-			// A code Power Pages generated (Base64 with -), compared as is.
-			byStorage[CodePlain] = append(byStorage[CodePlain], raw)
-		}
-	}
-	var ors []string
-	for _, vals := range byStorage {
-		for _, v := range vals {
-			ors = append(ors, "adx_invitationcode eq "+dataverse.Quote(v))
-		}
-	}
-	if len(ors) == 0 {
-		return nil, ErrCodeUnknown
-	}
-	page, err := s.dv.QueryPage(ctx, "adx_invitations", &dataverse.Query{Select: s.invitationSelect(), Expand: s.invitationExpand(),
-		Filter: strings.Join(ors, " or "), Top: 5}, "")
+	page, err := s.dv.QueryPage(ctx, "adx_invitations", s.invitationByCode(cq), "")
 	if err != nil {
 		return nil, fmt.Errorf("find invitation code: %w", err)
 	}
+	return s.pickInvitation(page.Records, cq)
+}
+
+// codeQuery holds the values adx_invitationcode may hold for a presented
+// code, per storage mode in use.
+type codeQuery struct {
+	byStorage map[string][]string
+}
+
+func (s *Service) codeQuery(raw string) (codeQuery, bool) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" || len(raw) > 200 {
+		return codeQuery{}, false
+	}
+	canon, canonOK := NormalizeCode(raw)
+	cq := codeQuery{byStorage: map[string][]string{}}
+	if canonOK && s.storages[CodeHashed] {
+		cq.byStorage[CodeHashed] = []string{HashCode(canon)}
+	}
+	if s.storages[CodePlain] {
+		if canonOK {
+			cq.byStorage[CodePlain] = append(cq.byStorage[CodePlain], string(canon))
+		}
+		if !canonOK || raw != string(canon) {
+			// A code Power Pages generated (Base64 with -), compared as is.
+			cq.byStorage[CodePlain] = append(cq.byStorage[CodePlain], raw)
+		}
+	}
+	return cq, len(cq.byStorage) > 0
+}
+
+// filter matches adx_invitationcode against every candidate; prefix is a
+// lambda variable path ("i/") when used inside any().
+func (cq codeQuery) filter(prefix string) string {
+	var ors []string
+	for _, st := range []string{CodeHashed, CodePlain} {
+		for _, v := range cq.byStorage[st] {
+			ors = append(ors, prefix+"adx_invitationcode eq "+dataverse.Quote(v))
+		}
+	}
+	return strings.Join(ors, " or ")
+}
+
+func (s *Service) invitationByCode(cq codeQuery) *dataverse.Query {
+	return &dataverse.Query{Select: s.invitationSelect(), Expand: s.invitationExpand(), Filter: cq.filter(""), Top: 5}
+}
+
+// pickInvitation finds the row whose stored code matches the candidates of
+// its portal's storage mode, and classifies it.
+func (s *Service) pickInvitation(recs []dataverse.Record, cq codeQuery) (*Invitation, error) {
 	now := s.now()
-	for _, r := range page.Records {
+	for _, r := range recs {
 		inv := s.toInvitation(r)
 		pc := s.portalForWebsite(inv.WebsiteID)
-		if pc == nil || !codeMatches(inv.storedCode, byStorage[pc.CodeStorage]...) {
+		if pc == nil || !codeMatches(inv.storedCode, cq.byStorage[pc.CodeStorage]...) {
 			continue
 		}
 		switch {

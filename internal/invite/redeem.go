@@ -2,14 +2,69 @@ package invite
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/google/uuid"
 )
+
+// queryPath renders a query as a path relative to the service root, for GETs
+// inside a $batch.
+func queryPath(set string, q *dataverse.Query) string {
+	var parts []string
+	add := func(k, v string) { parts = append(parts, k+"="+escapeQuery(v)) }
+	if len(q.Select) > 0 {
+		add("$select", strings.Join(q.Select, ","))
+	}
+	if q.Filter != "" {
+		add("$filter", q.Filter)
+	}
+	if len(q.OrderBy) > 0 {
+		add("$orderby", strings.Join(q.OrderBy, ","))
+	}
+	if q.Top > 0 {
+		add("$top", strconv.Itoa(q.Top))
+	}
+	if len(q.Expand) > 0 {
+		add("$expand", strings.Join(q.Expand, ","))
+	}
+	if len(parts) == 0 {
+		return set
+	}
+	return set + "?" + strings.Join(parts, "&")
+}
+
+// escapeQuery percent-encodes a query option value, keeping the characters
+// OData syntax uses literally.
+func escapeQuery(v string) string {
+	const keep = "-_.~'(),=:@!*$/"
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(keep, c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
+}
+
+// decodeCollection reads the rows of a query response body.
+func decodeCollection(body []byte) ([]dataverse.Record, error) {
+	var c struct {
+		Value []dataverse.Record `json:"value"`
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil, fmt.Errorf("decode query response: %w", err)
+	}
+	return c.Value, nil
+}
 
 // RedeemRequest is the redemption form.
 type RedeemRequest struct {
@@ -79,7 +134,50 @@ func (s *Service) Redeem(ctx context.Context, req RedeemRequest) (*Account, erro
 }
 
 func (s *Service) redeem(ctx context.Context, req RedeemRequest) (*Account, error) {
-	inv, err := s.lookup(ctx, req.Code)
+	cq, ok := s.codeQuery(req.Code)
+	if !ok {
+		return nil, ErrCodeUnknown
+	}
+	username := strings.TrimSpace(req.Username)
+	reqEmail := strings.TrimSpace(req.Email)
+	if reqEmail == "" && strings.Contains(username, "@") {
+		reqEmail = username
+	}
+	// One read request: the invitation, plus the contacts that matter for
+	// it (the invitee with its roles and ETag, whoever holds the user name,
+	// and for group invitations a contact with the redeemer's email).
+	contactConds := []string{"adx_invitation_invitecontact/any(i:" + cq.filter("i/") + ")"}
+	if username != "" {
+		contactConds = append(contactConds, "adx_identity_username eq "+dataverse.Quote(username))
+	}
+	if reqEmail != "" {
+		contactConds = append(contactConds, "emailaddress1 eq "+dataverse.Quote(reqEmail))
+	}
+	var expand []string
+	for _, m := range s.models {
+		expand = append(expand, m.contactRoles+"($select="+m.roleID+")")
+	}
+	contactsQ := &dataverse.Query{Select: []string{"contactid", "firstname", "lastname", "fullname", "emailaddress1", "statecode",
+		"adx_identity_username", "adx_identity_logonenabled"}, Filter: strings.Join(contactConds, " or "), Expand: expand, Top: 20}
+	res, err := s.dv.Batch(ctx, &dataverse.BatchRequest{ContinueOnError: true, Parts: []dataverse.BatchPart{
+		{Op: &dataverse.BatchOp{Method: http.MethodGet, Path: queryPath("adx_invitations", s.invitationByCode(cq))}},
+		{Op: &dataverse.BatchOp{Method: http.MethodGet, Path: queryPath("contacts", contactsQ)}},
+	}})
+	if err == nil {
+		err = dataverse.FirstError(res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read invitation and contacts: %w", err)
+	}
+	invRecs, err := decodeCollection(res[0].Body)
+	if err != nil {
+		return nil, err
+	}
+	contacts, err := decodeCollection(res[1].Body)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := s.pickInvitation(invRecs, cq)
 	if err != nil {
 		return nil, err
 	}
@@ -93,10 +191,7 @@ func (s *Service) redeem(ctx context.Context, req RedeemRequest) (*Account, erro
 	group := inv.Type == TypeGroup
 	email := inv.ContactEmail
 	if group {
-		email = strings.TrimSpace(req.Email)
-		if email == "" && strings.Contains(req.Username, "@") {
-			email = strings.TrimSpace(req.Username)
-		}
+		email = reqEmail
 		if email == "" {
 			return nil, ErrNoEmail
 		}
@@ -108,7 +203,6 @@ func (s *Service) redeem(ctx context.Context, req RedeemRequest) (*Account, erro
 			return inv.existingUser(), ErrExistingUser
 		}
 	}
-	username := strings.TrimSpace(req.Username)
 	if username == "" {
 		username = email
 	}
@@ -119,27 +213,8 @@ func (s *Service) redeem(ctx context.Context, req RedeemRequest) (*Account, erro
 		return nil, err
 	}
 	m := pc.model
-
-	// One read: who holds the user name, the redeeming contact's current
-	// roles and ETag, and (group) a contact with the redeemer's email.
-	conds := []string{"adx_identity_username eq " + dataverse.Quote(username)}
-	if !group {
-		conds = append(conds, "contactid eq "+inv.ContactID)
-	} else {
-		conds = append(conds, "emailaddress1 eq "+dataverse.Quote(email))
-	}
-	page, err := s.dv.QueryPage(ctx, "contacts", &dataverse.Query{
-		Select: []string{"contactid", "firstname", "lastname", "fullname", "emailaddress1", "statecode",
-			"adx_identity_username", "adx_identity_logonenabled"},
-		Filter: strings.Join(conds, " or "),
-		Expand: []string{m.contactRoles + "($select=" + m.roleID + ")"},
-		Top:    20,
-	}, "")
-	if err != nil {
-		return nil, fmt.Errorf("read contacts: %w", err)
-	}
 	var target dataverse.Record
-	for _, r := range page.Records {
+	for _, r := range contacts {
 		id := strings.ToLower(r.Str("contactid"))
 		switch {
 		case !group && id == inv.ContactID:
@@ -151,7 +226,7 @@ func (s *Service) redeem(ctx context.Context, req RedeemRequest) (*Account, erro
 			target = r
 		}
 	}
-	for _, r := range page.Records {
+	for _, r := range contacts {
 		if strings.EqualFold(strings.TrimSpace(r.Str("adx_identity_username")), username) &&
 			(target == nil || !strings.EqualFold(r.Str("contactid"), target.Str("contactid"))) {
 			return nil, ErrUsernameTaken
