@@ -220,3 +220,27 @@ func NormalizeVersion(v string) (string, error) {
 	}
 	return strings.Join(parts, "."), nil
 }
+
+// PrefixFromColumns returns the prefix whose columns are c, so that a pack
+// can follow the column names in the connector's config
+// (intake.contact.*_attribute). It fails when the five names do not come from
+// one prefix, naming the first column that differs.
+func PrefixFromColumns(c Columns) (string, error) {
+	prefix, _, ok := strings.Cut(c.Status, "_")
+	if !ok || !prefixPattern.MatchString(prefix) {
+		return "", fmt.Errorf("solution: status column %q is not <prefix>_portalinvitestatus", c.Status)
+	}
+	want := ColumnsFor(prefix)
+	for _, pair := range [][3]string{
+		{"status", c.Status, want.Status},
+		{"portal", c.Portal, want.Portal},
+		{"roles", c.Roles, want.Roles},
+		{"invited on", c.InvitedOn, want.InvitedOn},
+		{"error", c.Error, want.Error},
+	} {
+		if pair[1] != pair[2] {
+			return "", fmt.Errorf("solution: %s column %q is not the solution's %q for prefix %q", pair[0], pair[1], pair[2], prefix)
+		}
+	}
+	return prefix, nil
+}

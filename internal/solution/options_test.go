@@ -140,3 +140,24 @@ func TestNormalizeVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixFromColumns(t *testing.T) {
+	if got, err := PrefixFromColumns(ColumnsFor("acme")); got != "acme" || err != nil {
+		t.Errorf("PrefixFromColumns(acme) = %q, %v", got, err)
+	}
+	if got, err := PrefixFromColumns(DefaultOptions().Columns()); got != "pinv" || err != nil {
+		t.Errorf("PrefixFromColumns(default) = %q, %v", got, err)
+	}
+	mixed := ColumnsFor("pinv")
+	mixed.Roles = "new_roles"
+	if _, err := PrefixFromColumns(mixed); err == nil || !strings.Contains(err.Error(), `roles column "new_roles"`) {
+		t.Errorf("PrefixFromColumns(mixed) = %v", err)
+	}
+	for _, status := range []string{"", "portalinvitestatus", "Bad_portalinvitestatus"} {
+		c := ColumnsFor("pinv")
+		c.Status = status
+		if _, err := PrefixFromColumns(c); err == nil {
+			t.Errorf("PrefixFromColumns(status %q) = nil error", status)
+		}
+	}
+}

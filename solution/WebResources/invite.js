@@ -649,7 +649,7 @@ var PortalInvite = (function () {
       self.roleInputs.push({ role: role, input: input });
     });
     this.el("pi-hint").textContent = roles.length
-      ? "Leave every role unticked to give the portal's default roles."
+      ? "With no role ticked, the contact gets the portal's default roles."
       : "This portal gives its default roles.";
   };
 
