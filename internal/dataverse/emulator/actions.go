@@ -1,0 +1,249 @@
+package emulator
+
+import (
+	"fmt"
+	"html"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SentEmail is an email that went through the SendEmail action with IssueSend=true.
+type SentEmail struct {
+	ID             string // activityid of the email row
+	Subject        string
+	HTML           string // the email's description (HTML body)
+	Text           string // HTML reduced to text
+	To, CC, BCC    []string
+	From           string
+	RegardingID    string
+	RegardingTable string
+	SentAt         time.Time
+}
+
+func (s *Server) whoAmI(req *request) *response {
+	req.cost += s.costs.Retrieve
+	o := &obj{}
+	o.set("@odata.context", req.base+"$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse")
+	o.set("BusinessUnitId", BusinessUnitID)
+	o.set("UserId", req.caller.userID)
+	o.set("OrganizationId", OrganizationID)
+	return jsonResponse(http.StatusOK, appendJSON(nil, o))
+}
+
+func (s *Server) serveBoundAction(req *request, t *table, key, action string, rest []string) *response {
+	if len(rest) > 0 {
+		return errorResponse(errSegment(rest[0]))
+	}
+	if action != "SendEmail" || t.logical != "email" {
+		return errorResponse(errSegment("Microsoft.Dynamics.CRM." + action))
+	}
+	if req.method != http.MethodPost {
+		return errorResponse(errNoResource(req.base + req.path))
+	}
+	body, err := decodeBody(nil, req.body)
+	if err != nil {
+		return errorResponse(err)
+	}
+	issue, ok := body["IssueSend"].(bool)
+	if !ok {
+		return errorResponse(errBadRequest("Parameter 'IssueSend' of type 'Edm.Boolean' is required for action 'SendEmail'."))
+	}
+	token, _ := body["TrackingToken"].(string)
+	return s.write(req, func(tx *tx) (*response, *apiError) {
+		r, _, err := s.findRow(t, key)
+		if err == nil && r == nil {
+			err = s.notFound(t, key)
+		}
+		if err != nil {
+			return nil, err
+		}
+		sent, aerr := s.sendEmail(tx, req, r, issue, token)
+		if aerr != nil {
+			return nil, aerr
+		}
+		o := &obj{}
+		o.set("@odata.context", req.base+"$metadata#Microsoft.Dynamics.CRM.SendEmailResponse")
+		o.set("Subject", sent.Subject)
+		return jsonResponse(http.StatusOK, appendJSON(nil, o)), nil
+	})
+}
+
+// sendEmail validates a draft email and marks it sent. Dataverse moves an email sent with
+// IssueSend=true to Pending Send (6) and server-side sync later to Sent (3); the emulator
+// has no mail pipeline, so it goes straight to Sent (statecode 1, statuscode 3) and into
+// the outbox.
+func (s *Server) sendEmail(tx *tx, req *request, r *row, issue bool, token string) (SentEmail, *apiError) {
+	state, _ := r.vals["statecode"].(int)
+	status, _ := r.vals["statuscode"].(int)
+	if state != 0 || status != emailStatusDraft {
+		return SentEmail{}, newErr(http.StatusBadRequest, codeSendEmailNotDraft, "The e-mail must be in the Draft state in order to be sent. Current state: %d, status: %d.", state, status)
+	}
+	parties := s.emailParties(r.id)
+	var e SentEmail
+	for _, p := range parties {
+		switch p.mask {
+		case 1:
+			e.From = p.address
+		case 2:
+			e.To = append(e.To, p.address)
+		case 3:
+			e.CC = append(e.CC, p.address)
+		case 4:
+			e.BCC = append(e.BCC, p.address)
+		}
+	}
+	if len(e.To)+len(e.CC)+len(e.BCC) == 0 {
+		return SentEmail{}, newErr(http.StatusBadRequest, codeSendEmailNoRecipients, "The e-mail must have at least one recipient before it can be sent.")
+	}
+	if e.From == "" {
+		if o, ok := r.vals["ownerid"].(ref); ok {
+			e.From = s.addressOf(o)
+		}
+	}
+	subject, _ := r.vals["subject"].(string)
+	if token != "" {
+		subject = strings.TrimSpace(subject + " " + token)
+	}
+	e.ID = r.id
+	e.Subject = subject
+	e.HTML, _ = r.vals["description"].(string)
+	e.Text = htmlToText(e.HTML)
+	if rg, ok := r.vals["regardingobjectid"].(ref); ok {
+		e.RegardingID, e.RegardingTable = rg.id, rg.table
+	}
+	e.SentAt = tx.now.UTC()
+	cols := map[string]any{
+		"statecode": 1, "statuscode": emailStatusSent, "senton": tx.now.UTC().Truncate(time.Second),
+		"subject": nilIfEmpty(subject), "sender": nilIfEmpty(e.From), "torecipients": nilIfEmpty(strings.Join(e.To, ";")),
+	}
+	if token != "" {
+		cols["trackingtoken"] = token
+	}
+	t := s.reg.tables["email"]
+	if err := s.updateValues(tx, req, t, r, cols, []string{"statecode", "statuscode", "senton"}); err != nil {
+		return SentEmail{}, err
+	}
+	if issue {
+		tx.send(e)
+	}
+	req.cost += s.costs.Action
+	return e, nil
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+type party struct {
+	mask    int
+	address string
+}
+
+// emailParties reads the activity parties of an activity (caller holds the lock).
+func (s *Server) emailParties(activityID string) []party {
+	td := s.st.data["activityparty"]
+	var rows []*row
+	for r := range s.st.index(td, "activityid")[strings.ToLower(activityID)] {
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(a, b *row) int { return cmpU(a.seq, b.seq) })
+	var out []party
+	for _, r := range rows {
+		mask, _ := r.vals["participationtypemask"].(int)
+		addr, _ := r.vals["addressused"].(string)
+		if addr == "" {
+			if p, ok := r.vals["partyid"].(ref); ok {
+				addr = s.addressOf(p)
+			}
+		}
+		if addr == "" {
+			continue
+		}
+		out = append(out, party{mask: mask, address: addr})
+	}
+	return out
+}
+
+// addressOf is the primary email address of a party record.
+func (s *Server) addressOf(p ref) string {
+	td, ok := s.st.data[p.table]
+	if !ok {
+		return ""
+	}
+	r, ok := td.rows[p.id]
+	if !ok {
+		return ""
+	}
+	for _, col := range []string{"emailaddress1", "internalemailaddress", "emailaddress"} {
+		if v, ok := r.vals[col].(string); ok && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+var (
+	tagRe   = regexp.MustCompile(`(?s)<[^>]*>`)
+	breakRe = regexp.MustCompile(`(?i)<\s*(br|/p|/div|/h[1-6]|/li|/tr)\s*/?>`)
+	spaceRe = regexp.MustCompile(`[ \t]+`)
+	nlRe    = regexp.MustCompile(`\n{3,}`)
+)
+
+func htmlToText(h string) string {
+	t := breakRe.ReplaceAllString(h, "\n")
+	t = tagRe.ReplaceAllString(t, "")
+	t = html.UnescapeString(t)
+	t = spaceRe.ReplaceAllString(t, " ")
+	lines := strings.Split(t, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.TrimSpace(nlRe.ReplaceAllString(strings.Join(lines, "\n"), "\n\n"))
+}
+
+// metadataDocument is a compact CSDL: entity types with keys, properties and navigation
+// properties, and the entity container (enough for tools that discover sets).
+func (s *Server) metadataDocument(req *request) *response {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">`)
+	names := sortedTableNames(s.reg)
+	for _, n := range names {
+		t := s.reg.tables[n]
+		fmt.Fprintf(&b, `<EntityType Name="%s"><Key><PropertyRef Name="%s"/></Key>`, t.logical, t.pk)
+		for _, c := range t.readable() {
+			fmt.Fprintf(&b, `<Property Name="%s" Type="Edm.%s"/>`, propertyName(c), edmType(c))
+		}
+		navs := make([]string, 0, len(t.navMulti))
+		for nav := range t.navMulti {
+			navs = append(navs, nav)
+		}
+		slices.Sort(navs)
+		for _, nav := range navs {
+			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="mscrm.%s"/>`, nav, t.navMulti[nav][0].target)
+		}
+		for nav, l := range t.navColl {
+			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="Collection(mscrm.%s)"/>`, nav, l.from.logical)
+		}
+		for nav, m := range t.navNN {
+			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="Collection(mscrm.%s)"/>`, nav, otherSide(m, t.logical))
+		}
+		b.WriteString(`</EntityType>`)
+	}
+	b.WriteString(`<EntityContainer Name="System">`)
+	for _, n := range names {
+		t := s.reg.tables[n]
+		fmt.Fprintf(&b, `<EntitySet Name="%s" EntityType="Microsoft.Dynamics.CRM.%s"/>`, t.set, t.logical)
+	}
+	b.WriteString(`</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>`)
+	resp := newResponse(http.StatusOK)
+	resp.header.Set("Content-Type", "application/xml")
+	resp.header.Set("OData-Version", "4.0")
+	resp.body = []byte(b.String())
+	return resp
+}
