@@ -119,3 +119,35 @@ func TestPrintConfigRedacts(t *testing.T) {
 		t.Errorf("secrets not redacted:\n%s", out)
 	}
 }
+
+func TestSolutionPack(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "s.zip")
+	code, stdout, stderr := runCLI(t, exampleEnv, "solution", "pack", "--config", "../../config.example.yaml", "--out", out)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "prefix pinv, 2 portal(s)") {
+		t.Errorf("stdout: %s", stdout)
+	}
+	first, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, exampleEnv, "solution", "pack", "--config", "../../config.example.yaml", "--out", out)
+	if code != exitOK {
+		t.Fatalf("second pack: exit %d: %s", code, stderr)
+	}
+	second, _ := os.ReadFile(out)
+	if !bytes.Equal(first, second) {
+		t.Error("two packs of the same input differ")
+	}
+	code, _, stderr = runCLI(t, exampleEnv, "solution", "pack", "--config", "../../config.example.yaml", "--prefix", "acme", "--out", out)
+	if code != exitUsage || !strings.Contains(stderr, "disagrees") {
+		t.Errorf("conflicting prefix: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr = runCLI(t, nil, "solution", "pack", "--prefix", "acme", "--out", filepath.Join(dir, "acme.zip"))
+	if code != exitOK || !strings.Contains(stdout, "prefix acme") {
+		t.Errorf("--prefix acme: exit %d: %s%s", code, stdout, stderr)
+	}
+}

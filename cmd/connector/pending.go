@@ -13,7 +13,6 @@ func runDev(_ context.Context, e env, args []string) int      { return pending(e
 func runEmulator(_ context.Context, e env, args []string) int { return pending(e, "emulator", args) }
 func runInvite(_ context.Context, e env, args []string) int   { return pending(e, "invite", args) }
 func runWebhook(_ context.Context, e env, args []string) int  { return pending(e, "webhook", args) }
-func runSolution(_ context.Context, e env, args []string) int { return pending(e, "solution", args) }
 
 func pending(e env, name string, args []string) int {
 	for _, c := range commands() {

@@ -165,14 +165,16 @@ type Lockout struct {
 
 // Portal is one Power Pages site invitations are for.
 type Portal struct {
-	Name         string     `yaml:"name"`
-	DataModel    string     `yaml:"data_model"` // enhanced | standard
-	WebsiteID    string     `yaml:"website_id"`
-	BaseURL      string     `yaml:"base_url"`
-	DefaultRoles []string   `yaml:"default_roles"`
-	Invitation   Invitation `yaml:"invitation"`
-	Pages        Pages      `yaml:"pages"`
-	Email        Email      `yaml:"email"`
+	Name         string   `yaml:"name"`
+	DataModel    string   `yaml:"data_model"` // enhanced | standard
+	WebsiteID    string   `yaml:"website_id"`
+	BaseURL      string   `yaml:"base_url"`
+	DefaultRoles []string `yaml:"default_roles"`
+	// Roles are the web roles CRM users may choose in the Invite dialog; default: default_roles.
+	Roles      []string   `yaml:"roles"`
+	Invitation Invitation `yaml:"invitation"`
+	Pages      Pages      `yaml:"pages"`
+	Email      Email      `yaml:"email"`
 }
 
 // Invitation is how invitations for a portal behave.

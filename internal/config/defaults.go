@@ -110,6 +110,9 @@ func (c *Config) applyDefaults(present map[string]bool) {
 		p := &c.Portals[i]
 		k := func(s string) string { return portalKey(i, s) }
 		str(&p.DataModel, k("data_model"), "enhanced")
+		if len(p.Roles) == 0 {
+			p.Roles = append([]string(nil), p.DefaultRoles...)
+		}
 		dur(&p.Invitation.ExpiresAfter, k("invitation.expires_after"), 14*24*time.Hour)
 		num(&p.Invitation.MaxRedemptions, k("invitation.max_redemptions"), 1)
 		str(&p.Invitation.CodeStorage, k("invitation.code_storage"), "hashed")

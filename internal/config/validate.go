@@ -265,8 +265,13 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 			v.add(k("base_url"), "must be an absolute http(s) URL (where invitees redeem)")
 		}
 		for j, r := range p.DefaultRoles {
-			if strings.TrimSpace(r) == "" {
-				v.add(fmt.Sprintf("%s[%d]", k("default_roles"), j), "must not be empty")
+			if strings.TrimSpace(r) == "" || strings.Contains(r, ",") {
+				v.add(fmt.Sprintf("%s[%d]", k("default_roles"), j), "must be a web role name (not empty, no commas)")
+			}
+		}
+		for j, r := range p.Roles {
+			if strings.TrimSpace(r) == "" || strings.Contains(r, ",") {
+				v.add(fmt.Sprintf("%s[%d]", k("roles"), j), "must be a web role name (not empty, no commas)")
 			}
 		}
 		if p.Invitation.ExpiresAfter < 0 {
