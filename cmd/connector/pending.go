@@ -10,7 +10,6 @@ func checkOnline(_ context.Context, e env, _ *config.Config) int { return notYet
 
 func runServe(_ context.Context, e env, args []string) int    { return pending(e, "serve", args) }
 func runDev(_ context.Context, e env, args []string) int      { return pending(e, "dev", args) }
-func runEmulator(_ context.Context, e env, args []string) int { return pending(e, "emulator", args) }
 func runInvite(_ context.Context, e env, args []string) int   { return pending(e, "invite", args) }
 func runWebhook(_ context.Context, e env, args []string) int  { return pending(e, "webhook", args) }
 
