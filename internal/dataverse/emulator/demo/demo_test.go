@@ -72,7 +72,7 @@ func TestInviteButtonSetsColumnsAsTheUserAndFiresWebhook(t *testing.T) {
 	filterID := filters["value"].([]any)[0].(map[string]any)["sdkmessagefilterid"].(string)
 	api.do("POST", "sdkmessageprocessingsteps", map[string]any{
 		"name": "invite", "stage": 40, "mode": 1, "rank": 1, "supporteddeployment": 0,
-		"filteringattributes":                      emulator.ColInviteStatus,
+		"filteringattributes":                     emulator.ColInviteStatus,
 		"eventhandler_serviceendpoint@odata.bind": "/serviceendpoints(" + ep["serviceendpointid"].(string) + ")",
 		"sdkmessageid@odata.bind":                 "/sdkmessages(" + emulator.SdkMessageUpdateID + ")",
 		"sdkmessagefilterid@odata.bind":           "/sdkmessagefilters(" + filterID + ")",
