@@ -141,8 +141,10 @@ type Identity struct {
 	PasswordPolicy PasswordPolicy `yaml:"password_policy"`
 	Lockout        Lockout        `yaml:"lockout"`
 	// TokenSecret signs email-confirmation and password-reset tokens.
-	TokenSecret   string   `yaml:"token_secret"`
-	TokenLifetime Duration `yaml:"token_lifetime"`
+	TokenSecret string `yaml:"token_secret"`
+	// TokenLifetime bounds email-confirmation links; ResetTokenLifetime password-reset links.
+	TokenLifetime      Duration `yaml:"token_lifetime"`
+	ResetTokenLifetime Duration `yaml:"reset_token_lifetime"`
 }
 
 // PasswordPolicy mirrors Power Pages' password validator settings.

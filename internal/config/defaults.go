@@ -104,7 +104,8 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	flag(&id.Lockout.Enabled, "identity.lockout.enabled", true)
 	num(&id.Lockout.MaxFailedAttempts, "identity.lockout.max_failed_attempts", 5)
 	dur(&id.Lockout.Duration, "identity.lockout.duration", 24*time.Hour)
-	dur(&id.TokenLifetime, "identity.token_lifetime", 24*time.Hour)
+	dur(&id.TokenLifetime, "identity.token_lifetime", 48*time.Hour)
+	dur(&id.ResetTokenLifetime, "identity.reset_token_lifetime", time.Hour)
 
 	for i := range c.Portals {
 		p := &c.Portals[i]

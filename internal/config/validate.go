@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 )
@@ -235,6 +236,9 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 	}
 	if id.TokenLifetime <= 0 {
 		v.add("identity.token_lifetime", "must be greater than 0")
+	}
+	if id.ResetTokenLifetime <= 0 || id.ResetTokenLifetime.D() > 24*time.Hour {
+		v.add("identity.reset_token_lifetime", "must be between 1s and 24h")
 	}
 
 	// portals
