@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -111,8 +112,11 @@ func New(cfg Config, cred azcore.TokenCredential, opts *Options) (*Client, error
 		c.sem = newLimiter(defaultConcurrency, false)
 	}
 	c.pace = newPacer(func() time.Time { return c.now() })
-	if opts.RateLimitWindow > 0 {
+	switch {
+	case opts.RateLimitWindow > 0:
 		c.pace.window = opts.RateLimitWindow
+	case opts.RateLimitWindow < 0:
+		c.pace.off = true
 	}
 	if cred != nil {
 		c.tokens = newTokenSource(cred, org+"/.default", func() time.Time { return c.now() })
@@ -313,7 +317,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 	} else {
 		wrote.Store(true)
 	}
-	r := c.rc.R().SetContext(actx)
+	r := c.rc.R().SetContext(actx).SetDoNotParseResponse(true)
 	for k, v := range cl.header {
 		r.Header[k] = v
 	}
@@ -325,6 +329,10 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 	}
 	start := c.now()
 	rr, err := r.Execute(cl.method, cl.url)
+	var body []byte
+	if err == nil {
+		body, err = readBody(rr.RawResponse)
+	}
 	dur := c.now().Sub(start)
 	if err != nil {
 		// The attempt timed out but the caller did not: report a timeout.
@@ -334,7 +342,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 		c.after(ctx, cl, attempt, nil, dur, err)
 		return nil, err, wrote.Load()
 	}
-	resp = &response{status: rr.StatusCode(), header: rr.Header(), body: rr.Body()}
+	resp = &response{status: rr.StatusCode(), header: rr.Header(), body: body}
 	c.sem.hint(resp.header.Get(dopHeader))
 	c.pace.observe(resp.header)
 	var herr error
@@ -343,6 +351,51 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 	}
 	c.after(ctx, cl, attempt, resp, dur, herr)
 	return resp, nil, true
+}
+
+// maxResponseBody bounds what one response may hold (large batches and
+// 5000-row pages stay far below it).
+const maxResponseBody = 256 << 20
+
+// readBody reads the response to the end and closes it, so the connection
+// returns to the pool even when the body is an error page.
+func readBody(r *http.Response) ([]byte, error) {
+	if r == nil || r.Body == nil {
+		return nil, nil
+	}
+	defer r.Body.Close()
+	var buf []byte
+	if n := r.ContentLength; n > 0 && n <= maxResponseBody {
+		buf = make([]byte, 0, n+1)
+	}
+	buf, err := readAll(io.LimitReader(r.Body, maxResponseBody+1), buf)
+	if err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	if len(buf) > maxResponseBody {
+		return nil, fmt.Errorf("%w: response larger than %d bytes", errNoRetry, maxResponseBody)
+	}
+	return buf, nil
+}
+
+// readAll is io.ReadAll into a caller-sized buffer.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	if b == nil {
+		b = make([]byte, 0, 512)
+	}
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				return b, nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // after reports an attempt to the hooks and the log.

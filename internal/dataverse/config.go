@@ -28,6 +28,7 @@ type Options struct {
 	LogBodies     bool          // log request and response bodies at debug level; default false (they hold personal data)
 	// RateLimitWindow is the service-protection window the pacer spreads the
 	// remaining request budget over; default 300s, Dataverse's window.
+	// Negative turns proactive pacing off (429s are still honoured).
 	RateLimitWindow time.Duration
 }
 

@@ -51,7 +51,8 @@ func (c *Client) Query(ctx context.Context, set string, q *Query) iter.Seq2[Reco
 
 // QueryPage fetches one page: the first when nextLink is "", otherwise the
 // page at nextLink (a previous Page.NextLink, used verbatim with q's page
-// size and annotation preferences).
+// size and annotation preferences). set may also be a navigation path such
+// as "adx_invitations(<id>)/adx_invitation_webrole".
 //
 // Errors: *Error (400 for a bad query, 404 for an unknown set, ...), an
 // error when nextLink points at another host, a transport error, or
@@ -60,7 +61,7 @@ func (c *Client) QueryPage(ctx context.Context, set string, q *Query, nextLink s
 	op := "query " + set
 	u := nextLink
 	if u == "" {
-		u = c.apiURL + escapeSegment(set)
+		u = c.apiURL + escapePath(set)
 		if qs := q.encode(); qs != "" {
 			u += "?" + qs
 		}

@@ -229,6 +229,9 @@ func keyLiteral(v any) (string, error) {
 // misread (/ ? # % spaces and non-ASCII).
 func escapeSegment(s string) string { return escape(s, "-_.~'(),=:@!*$+;") }
 
+// escapePath is escapeSegment keeping '/', for navigation paths.
+func escapePath(s string) string { return escape(s, "-_.~'(),=:@!*$+;/") }
+
 // escapeQueryValue escapes a query option value: ; & + # % and spaces are
 // encoded (Go servers refuse raw ';', '+' would read as a space).
 func escapeQueryValue(s string) string { return escape(s, "-_.~'(),=:@!*$/") }
