@@ -181,13 +181,14 @@ func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, 
 		invID := dataverse.NewGUID()
 		body := s.invitationRecord(invID, pc, contact, code, expires, roles, req.InitiatingUserID)
 		// Deep insert: the email (with its parties) is created regarding the
-		// new invitation in the same request.
+		// new invitation in the same request. The row is created as Sent:
+		// SendEmail runs in the same transaction, so if it fails there is no
+		// invitation at all, and a committed row always had its email sent.
 		body["adx_invitation_Emails"] = []any{email}
+		body["statuscode"] = invStatusSent
 		ops = append(ops,
 			dataverse.BatchOp{Method: http.MethodPost, Path: "adx_invitations", Body: body},
-			sendEmailOp(emailID),
-			dataverse.BatchOp{Method: http.MethodPatch, Path: "adx_invitations(" + invID + ")",
-				Body: map[string]any{"statuscode": invStatusSent}, Headers: ifMatch("*")})
+			sendEmailOp(emailID))
 		inv = &Invitation{ID: invID, Name: body["adx_name"].(string), Portal: pc.Name, WebsiteID: pc.WebsiteID,
 			Type: TypeSingle, Status: StatusSent, StatusCode: invStatusSent, ExpiresAt: expires,
 			MaxRedemptions: pc.MaxRedemptions, ContactID: contactID, OwnerID: req.InitiatingUserID, CreatedOn: now}
