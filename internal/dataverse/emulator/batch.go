@@ -9,7 +9,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"net/url"
 	"strings"
 )
 
@@ -111,7 +110,12 @@ func parseHTTPPart(raw []byte) (*batchOp, *apiError) {
 		return nil, errBadRequest("The $batch part headers are malformed: %v", err)
 	}
 	body, _ := io.ReadAll(br)
-	return &batchOp{method: strings.ToUpper(fs[0]), target: fs[1], header: http.Header(mh), body: bytes.TrimRight(body, "\r\n")}, nil
+	target := fs[1]
+	if len(fs) > 2 && strings.HasPrefix(fs[len(fs)-1], "HTTP/") {
+		// Be lenient with unescaped spaces in the URL.
+		target = strings.Join(fs[1:len(fs)-1], "%20")
+	}
+	return &batchOp{method: strings.ToUpper(fs[0]), target: target, header: http.Header(mh), body: bytes.TrimRight(body, "\r\n")}, nil
 }
 
 // serveBatch executes a $batch: parts in order, change sets atomically. The whole batch
@@ -237,7 +241,7 @@ func (s *Server) runBatchOp(parent *request, op *batchOp, tx *tx, ids map[string
 	}
 	target = strings.TrimPrefix(target, "/")
 	path, rawQuery, _ := strings.Cut(target, "?")
-	q, _ := url.ParseQuery(rawQuery)
+	q := parseRawQuery(rawQuery)
 	h := op.header.Clone()
 	if h == nil {
 		h = http.Header{}

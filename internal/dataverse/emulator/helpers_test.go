@@ -103,7 +103,7 @@ func (c *client) do(method, path string, body any, hdr ...string) *result {
 		req.Header[k] = v
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := c.r.HTTPClient.Do(req)
 	if err != nil {

@@ -172,7 +172,9 @@ func (t *table) boolean(name string, def any) *Column {
 	return t.add(&Column{Name: name, Type: TypeBoolean, Default: def})
 }
 func (t *table) datetime(name string) *Column { return t.add(&Column{Name: name, Type: TypeDateTime}) }
-func (t *table) guid(name string) *Column     { return t.add(&Column{Name: name, Type: TypeUniqueIdentifier}) }
+func (t *table) guid(name string) *Column {
+	return t.add(&Column{Name: name, Type: TypeUniqueIdentifier})
+}
 func (t *table) picklist(name string, def any, opts map[int]string) *Column {
 	return t.add(&Column{Name: name, Type: TypePicklist, Options: opts, Default: def})
 }

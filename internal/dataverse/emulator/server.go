@@ -101,22 +101,22 @@ type Options struct {
 
 // Server is the emulator; it implements http.Handler.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	now      func() time.Time
-	reg      *registry
-	st       *store
-	sts      *sts.Service
-	limiter  *throttle.Limiter
-	hooks    *webhook.Dispatcher
-	faults   *faultInjector
-	costs    Costs
-	appUser  string
-	statsMu  sync.Mutex
-	stats    Stats
-	reqLog   []LoggedRequest
+	opts        Options
+	log         *slog.Logger
+	now         func() time.Time
+	reg         *registry
+	st          *store
+	sts         *sts.Service
+	limiter     *throttle.Limiter
+	hooks       *webhook.Dispatcher
+	faults      *faultInjector
+	costs       Costs
+	appUser     string
+	statsMu     sync.Mutex
+	stats       Stats
+	reqLog      []LoggedRequest
 	hookResults []webhook.Result
-	closeOne sync.Once
+	closeOne    sync.Once
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -303,7 +303,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	req := &request{
-		method: r.Method, path: path, rawQuery: r.URL.RawQuery, query: r.URL.Query(), header: r.Header,
+		method: r.Method, path: path, rawQuery: r.URL.RawQuery, query: parseRawQuery(r.URL.RawQuery), header: r.Header,
 		body: body, base: baseURL(r) + apiPrefix, caller: c, reqID: reqID, corrID: newGUID(), route: route, set: set,
 	}
 	var resp *response
@@ -518,3 +518,23 @@ func unescape(s string) string {
 }
 
 func bytesTrim(b []byte) []byte { return bytes.TrimSpace(b) }
+
+// parseRawQuery splits on '&' only: OData nests options with ';' inside $expand, which
+// url.ParseQuery rejects.
+func parseRawQuery(raw string) url.Values {
+	v := url.Values{}
+	for _, part := range strings.Split(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, val, _ := strings.Cut(part, "=")
+		if uk, err := url.QueryUnescape(k); err == nil {
+			k = uk
+		}
+		if uv, err := url.QueryUnescape(val); err == nil {
+			val = uv
+		}
+		v.Add(k, val)
+	}
+	return v
+}
