@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -586,4 +587,164 @@ func BenchmarkRetrieveEmulator(b *testing.B) {
 			}
 		}
 	})
+}
+
+// loseFirst lets the emulator execute the first request that matches, then
+// closes the connection instead of answering: the client cannot know whether
+// the write happened.
+func loseFirst(t *testing.T, h http.Handler, match func(*http.Request) bool) http.Handler {
+	var once sync.Once
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lose := false
+		if match(r) {
+			once.Do(func() { lose = true })
+		}
+		if !lose {
+			h.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	})
+}
+
+func TestEmulatorCreateAfterLostResponse(t *testing.T) {
+	srv := emulator.New(emulator.Options{Auth: emulator.AuthOptions{Disabled: true}})
+	h := loseFirst(t, srv, func(r *http.Request) bool { return r.Method == http.MethodPatch || r.Method == http.MethodPost })
+	h = loseFirst(t, h, func(r *http.Request) bool {
+		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/accounts")
+	})
+	h = loseFirst(t, h, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "SendEmail") })
+	hs := httptest.NewServer(h)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	var retries atomic.Int32
+	c, err := dataverse.New(dataverse.Config{URL: hs.URL}, nil, &dataverse.Options{
+		RetryDelay: time.Millisecond, Hooks: dataverse.Hooks{OnRetry: func(dataverse.RequestInfo, time.Duration) { retries.Add(1) }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Create-only upsert: the retry meets the row the lost attempt wrote.
+	id, rec, err := c.Create(ctx, "contacts", map[string]any{"lastname": "Once", "emailaddress1": "once@example.com"},
+		&dataverse.WriteOptions{Return: true, Select: []string{"lastname"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Str("lastname") != "Once" || retries.Load() != 1 {
+		t.Errorf("rec %v retries %d", rec, retries.Load())
+	}
+	var n int
+	for _, r := range srv.Rows("contact") {
+		if r["lastname"] == "Once" {
+			n++
+			if r["contactid"] != id {
+				t.Errorf("row id %v, Create returned %s", r["contactid"], id)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d contacts after a lost create response", n)
+	}
+
+	// POST with the key in the body: the retry's duplicate answer is success.
+	aid, _, err := c.Create(ctx, "accounts", map[string]any{"name": "Once Ltd"}, &dataverse.WriteOptions{IDColumn: "accountid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	for _, r := range srv.Rows("account") {
+		if r["name"] == "Once Ltd" {
+			n++
+		}
+	}
+	if _, ok := srv.Row("account", aid); !ok || n != 1 || retries.Load() != 2 {
+		t.Fatalf("%d accounts, retries %d", n, retries.Load())
+	}
+
+	// An action with a lost answer is not sent again.
+	email, _, err := c.Create(ctx, "emails", map[string]any{
+		"subject": "Once",
+		"email_activity_parties": []map[string]any{
+			{"partyid_systemuser@odata.bind": "/systemusers(" + emulator.AppUserID + ")", "participationtypemask": 1},
+			{"partyid_contact@odata.bind": "/contacts(" + id + ")", "participationtypemask": 2},
+		},
+	}, &dataverse.WriteOptions{IDColumn: "activityid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.CallAction(ctx, "SendEmail", &dataverse.EntityRef{Set: "emails", ID: email}, map[string]any{"IssueSend": true}, nil)
+	if err == nil || !dataverse.IsTransient(err) {
+		t.Fatalf("lost action: %v", err)
+	}
+	if out := srv.Outbox(); len(out) != 1 {
+		t.Errorf("email sent %d times", len(out))
+	}
+}
+
+func TestEmulatorWorkloadUnderFaults(t *testing.T) {
+	run, c := startEmulator(t, emulator.Options{Faults: emulator.FaultOptions{Seed: 7, Rules: []emulator.FaultRule{
+		{Throttle: 0.15, Unavailable: 0.1, Reset: 0.1, RetryAfter: time.Second},
+	}}}, dataverse.Config{MaxRetries: 10}, &dataverse.Options{RetryDelay: time.Millisecond})
+	w := &recordedWaits{}
+	dataverse.SetSleepForTest(c, w.sleep)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			id, _, err := c.Create(ctx, "contacts", map[string]any{"lastname": fmt.Sprintf("Fault %02d", i), "jobtitle": "faulty"}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := c.Update(ctx, "contacts", id, map[string]any{"firstname": "Updated"}, nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var n int
+	for rec, err := range c.Query(ctx, "contacts", &dataverse.Query{Select: []string{"firstname"}, Filter: "jobtitle eq 'faulty'", PageSize: 7}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Str("firstname") != "Updated" {
+			t.Errorf("row not updated: %v", rec)
+		}
+		n++
+	}
+	st := run.Stats()
+	if n != 40 || st.Faults == 0 {
+		t.Errorf("%d rows (want 40), stats %+v", n, st)
+	}
+	for _, d := range w.all() {
+		if d == time.Second {
+			return // at least one injected 429's Retry-After was honoured
+		}
+	}
+	t.Errorf("no wait of the injected Retry-After (1s) among %v", w.all())
+}
+
+type recordedWaits struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (w *recordedWaits) sleep(ctx context.Context, d time.Duration) error {
+	w.mu.Lock()
+	w.d = append(w.d, d)
+	w.mu.Unlock()
+	return ctx.Err()
+}
+
+func (w *recordedWaits) all() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.d)
 }
