@@ -244,8 +244,11 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 				} else {
 					wait = backoff(attempt, c.retryDelay, c.maxRetryDelay)
 				}
-				if resp.status == http.StatusTooManyRequests && c.hooks.OnThrottle != nil {
-					c.hooks.OnThrottle(c.info(cl, attempt, resp.status, 0, e), ra)
+				if resp.status == http.StatusTooManyRequests {
+					c.pace.pause(ra)
+					if c.hooks.OnThrottle != nil {
+						c.hooks.OnThrottle(c.info(cl, attempt, resp.status, 0, e), ra)
+					}
 				}
 			case http.StatusBadGateway, http.StatusGatewayTimeout:
 				// The backend may have run it; only replayable requests go again.

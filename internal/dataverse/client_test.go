@@ -594,6 +594,16 @@ func TestPacerSlowsDownNearTheLimit(t *testing.T) {
 	if d := p.delay(); d != 0 {
 		t.Errorf("recovered: delay %v", d)
 	}
+	// A 429 seen by one request holds the others for its Retry-After.
+	p.pause(2 * time.Second)
+	now = now.Add(500 * time.Millisecond)
+	if d := p.delay(); d != 1500*time.Millisecond {
+		t.Errorf("paused: delay %v", d)
+	}
+	now = now.Add(2 * time.Second)
+	if d := p.delay(); d != 0 {
+		t.Errorf("after pause: delay %v", d)
+	}
 }
 
 func TestLogsRedactSecrets(t *testing.T) {

@@ -67,7 +67,10 @@
 // when the requests left in the service's 300-second window drop below a
 // tenth of the largest value seen, request starts are spaced by
 // window/budget, so the budget refills as fast as it is spent and the client
-// runs near the limit instead of into it.
+// runs near the limit instead of into it. A 429 holds every request of the
+// Client, not only the one that got it, until its Retry-After has passed:
+// the limits apply per application user, so the other goroutines would only
+// collect 429s of their own (which lengthen the service's Retry-After).
 //
 // # Creating safely
 //

@@ -29,11 +29,8 @@ var (
 // hex ("0x80040217"); some clients and older services use the signed decimal
 // form, so codes are compared numerically (see parseCode).
 const (
-	codeObjectDoesNotExist  uint32 = 0x80040217
 	codeDuplicateRecord     uint32 = 0x80040237
 	codeDuplicateKey        uint32 = 0x80060892
-	codeNoRecordForKey      uint32 = 0x80060891
-	codeVersionMismatch     uint32 = 0x80060882
 	codeThrottleRequests    uint32 = 0x80072322
 	codeThrottleTime        uint32 = 0x80072321
 	codeThrottleConcurrency uint32 = 0x80072326

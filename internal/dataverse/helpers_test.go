@@ -58,16 +58,25 @@ func (f *fake) count() int { return len(f.requests()) }
 
 // waits records the client's waits between attempts instead of sleeping, so
 // retry timing is asserted exactly without wall-clock bounds.
+// The client's clock moves by exactly the waits.
 type waits struct {
-	mu sync.Mutex
-	d  []time.Duration
+	mu  sync.Mutex
+	d   []time.Duration
+	now time.Time
 }
 
 func (w *waits) sleep(ctx context.Context, d time.Duration) error {
 	w.mu.Lock()
 	w.d = append(w.d, d)
+	w.now = w.now.Add(d)
 	w.mu.Unlock()
 	return ctx.Err()
+}
+
+func (w *waits) clock() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.now
 }
 
 func (w *waits) all() []time.Duration {
@@ -101,8 +110,9 @@ func testClient(t *testing.T, f *fake, cfg Config, opts *Options) (*Client, *wai
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &waits{}
+	w := &waits{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	c.sleep = w.sleep
+	c.now = w.clock
 	return c, w
 }
 

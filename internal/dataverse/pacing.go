@@ -108,6 +108,7 @@ type pacer struct {
 	remaining int // last reported, -1 = unknown
 	max       int // largest remaining seen: the window's budget estimate
 	next      time.Time
+	until     time.Time // a 429's Retry-After holds every request until then
 }
 
 const (
@@ -142,15 +143,30 @@ func (p *pacer) observe(h http.Header) {
 	p.mu.Unlock()
 }
 
-// delay reserves the next start slot and returns how long to wait for it.
-func (p *pacer) delay() time.Duration {
-	if p.off {
-		return 0
+// pause holds all requests for d: a 429 applies to the caller (the
+// application user), not to one goroutine, so the others would only collect
+// 429s of their own.
+func (p *pacer) pause(d time.Duration) {
+	if d <= 0 {
+		return
 	}
 	p.mu.Lock()
+	if u := p.now().Add(d); u.After(p.until) {
+		p.until = u
+	}
+	p.mu.Unlock()
+}
+
+// delay reserves the next start slot and returns how long to wait for it.
+func (p *pacer) delay() time.Duration {
+	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.remaining < 0 {
-		return 0
+	var hold time.Duration
+	if !p.until.IsZero() {
+		hold = max(p.until.Sub(p.now()), 0)
+	}
+	if p.off || p.remaining < 0 {
+		return hold
 	}
 	budget := p.max
 	if budget <= 0 {
@@ -158,7 +174,7 @@ func (p *pacer) delay() time.Duration {
 	}
 	low := max(budget/lowWaterFraction, minLowWater)
 	if p.remaining >= low {
-		return 0
+		return hold
 	}
 	interval := p.window / time.Duration(budget)
 	if p.remaining <= 0 {
@@ -171,5 +187,5 @@ func (p *pacer) delay() time.Duration {
 		start = p.next
 	}
 	p.next = start.Add(interval)
-	return start.Sub(now)
+	return max(start.Sub(now), hold)
 }
