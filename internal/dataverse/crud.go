@@ -179,7 +179,7 @@ func (c *Client) Retrieve(ctx context.Context, set, id string, q *Query) (Record
 
 // RetrieveByKey reads one row by alternate key, e.g.
 // Key{"emailaddress1": "a@b.c"} → contacts(emailaddress1='a@b.c'). String
-// values are quoted with ” escaping; use Literal for verbatim values.
+// values are quoted, embedded quotes doubled; use Literal for verbatim values.
 //
 // Errors: as Retrieve (404 when no row has the key; 400 when the table has no
 // such key), wrapped as "retrieve <set> by key: ...".

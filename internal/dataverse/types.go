@@ -129,8 +129,8 @@ type Page struct {
 	Count    int    // @odata.count, -1 when not requested
 }
 
-// Key is an alternate key: column → value. Strings are quoted (with ”
-// escaping), other values are written as OData literals.
+// Key is an alternate key: column → value. Strings are quoted with embedded
+// quotes doubled, other values are written as OData literals.
 type Key map[string]any
 
 // EntityRef names a row for bound actions and functions.
@@ -147,8 +147,9 @@ type WhoAmIResponse struct {
 // URL (e.g. a GUID, an enum "Microsoft.Dynamics.CRM.EntityFilters'Entity'").
 type Literal string
 
-// Quote returns s as an OData string literal: 'O”Brien'. Use it when
-// building $filter expressions from data.
+// Quote returns s as an OData string literal: wrapped in single quotes,
+// embedded quotes doubled. Use it when building $filter expressions from
+// data.
 func Quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // NewGUID returns a random (version 4) GUID in Dataverse's lowercase form.
