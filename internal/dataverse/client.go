@@ -338,6 +338,11 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 	}
 	dur := c.now().Sub(start)
 	if err != nil {
+		// *url.Error quotes the whole URL, filter values and keys included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL)
+		}
 		// The attempt timed out but the caller did not: report a timeout.
 		if ctx.Err() == nil && actx.Err() != nil {
 			err = fmt.Errorf("attempt timed out after %s: %w", c.timeout, context.DeadlineExceeded)

@@ -265,7 +265,7 @@ func TestQueryFollowsNextLinks(t *testing.T) {
 		writeJSON(w, 200, `{"@odata.count":5,"value":[{"fullname":"p2-a"}]}`)
 	})
 	c, _ := testClient(t, f, Config{}, nil)
-	q := &Query{Select: []string{"fullname"}, Filter: "statecode eq 0 and contains(fullname,'a b')", OrderBy: []string{"fullname asc"}, PageSize: 2, Count: true, Top: 9}
+	q := &Query{Select: []string{"fullname"}, Filter: "statecode eq 0 and contains(fullname,'a b')", OrderBy: []string{"fullname asc"}, PageSize: 2, Count: true}
 	var names []string
 	for rec, err := range c.Query(context.Background(), "contacts", q) {
 		if err != nil {
@@ -306,6 +306,31 @@ func TestQueryFollowsNextLinks(t *testing.T) {
 	}
 	if _, err := c.QueryPage(context.Background(), "contacts", q, "https://evil.example.com/api/data/v9.2/contacts"); err == nil {
 		t.Error("foreign next link accepted")
+	}
+}
+
+func TestQueryTopWinsOverPageSize(t *testing.T) {
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSON(w, 200, `{"value":[]}`) })
+	c, _ := testClient(t, f, Config{}, nil)
+	if _, err := c.QueryPage(context.Background(), "contacts", &Query{Top: 2, PageSize: 50}, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := f.requests()[0]
+	if r.Query != "$top=2" || r.Header.Get("Prefer") != "" {
+		t.Errorf("query %q prefer %q", r.Query, r.Header.Get("Prefer"))
+	}
+}
+
+func TestTransportErrorsDoNotLeakQueryValues(t *testing.T) {
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) { dropConnection(t, w) })
+	c, _ := testClient(t, f, Config{MaxRetries: -1}, nil)
+	_, err := c.QueryPage(context.Background(), "contacts", &Query{Select: []string{"fullname"}, Filter: "emailaddress1 eq 'secret@example.com'"}, "")
+	if err == nil || strings.Contains(err.Error(), "secret") || !IsTransient(err) {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = c.RetrieveByKey(context.Background(), "contacts", Key{"emailaddress1": "secret@example.com"}, nil)
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("err = %v", err)
 	}
 }
 

@@ -115,7 +115,7 @@ type Query struct {
 	Select      []string // $select; always set it
 	Filter      string   // $filter, raw OData, e.g. "statecode eq 0 and contains(fullname,'a')"; see Quote
 	OrderBy     []string // $orderby items, e.g. "createdon desc"
-	Top         int      // $top; ignored by Dataverse when PageSize is set
+	Top         int      // $top; when set PageSize is not sent (Dataverse ignores $top under odata.maxpagesize)
 	Expand      []string // raw $expand items: "adx_invitation_webrole($select=adx_name)"
 	Count       bool     // $count=true; Page.Count holds the total (capped at 5000 by Dataverse)
 	PageSize    int      // Prefer: odata.maxpagesize (Dataverse caps it at 5000); 0 = server default (5000)
@@ -325,7 +325,7 @@ func (q *Query) encode() string {
 	if len(q.OrderBy) > 0 {
 		add("$orderby", strings.Join(q.OrderBy, ","))
 	}
-	if q.Top > 0 && q.PageSize == 0 {
+	if q.Top > 0 {
 		add("$top", strconv.Itoa(q.Top))
 	}
 	if len(q.Expand) > 0 {
@@ -343,7 +343,7 @@ func (q *Query) prefer() string {
 		return ""
 	}
 	var parts []string
-	if q.PageSize > 0 {
+	if q.PageSize > 0 && q.Top == 0 {
 		parts = append(parts, "odata.maxpagesize="+strconv.Itoa(min(q.PageSize, 5000)))
 	}
 	if q.Annotations != "" {
