@@ -186,6 +186,11 @@ type response struct {
 }
 
 func (c *Client) newCall(op, operation, set, method, u string) *call {
+	// Hooks label by table; a navigation path ("contacts(<id>)/nav") would
+	// put ids into metric labels.
+	if i := strings.IndexAny(set, "(/"); i >= 0 {
+		set = set[:i]
+	}
 	return &call{op: op, operation: operation, set: set, method: method, url: u, header: http.Header{},
 		replayable: method != http.MethodPost}
 }
