@@ -761,3 +761,35 @@ func (w *recordedWaits) all() []time.Duration {
 	defer w.mu.Unlock()
 	return slices.Clone(w.d)
 }
+
+func TestEmulatorRetrieveByKey(t *testing.T) {
+	run, c := startEmulator(t, emulator.Options{}, dataverse.Config{}, nil)
+	if err := run.DefineKey("contact", "contact_email", "emailaddress1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.DefineKey("contact", "contact_name_number", "lastname", "jobtitle"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, _, err := c.Create(ctx, "contacts", map[string]any{"lastname": "O'Neil", "emailaddress1": "o'neil+tag@example.com", "jobtitle": "Buyer"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.RetrieveByKey(ctx, "contacts", dataverse.Key{"emailaddress1": "o'neil+tag@example.com"}, &dataverse.Query{Select: []string{"lastname"}})
+	if err != nil || rec.ID("contactid") != id || rec.Str("lastname") != "O'Neil" {
+		t.Fatalf("by email: %v %v", rec, err)
+	}
+	rec, err = c.RetrieveByKey(ctx, "contacts", dataverse.Key{"lastname": "O'Neil", "jobtitle": "Buyer"}, nil)
+	if err != nil || rec.ID("contactid") != id {
+		t.Fatalf("by compound key: %v %v", rec, err)
+	}
+	_, err = c.RetrieveByKey(ctx, "contacts", dataverse.Key{"emailaddress1": "nobody@example.com"}, nil)
+	if !dataverse.IsNotFound(err) {
+		t.Fatalf("missing key: %v", err)
+	}
+	// A second row with the same key value is a duplicate.
+	_, _, err = c.Create(ctx, "contacts", map[string]any{"lastname": "Other", "emailaddress1": "o'neil+tag@example.com"}, nil)
+	if !dataverse.IsDuplicate(err) {
+		t.Fatalf("duplicate alternate key: %v", err)
+	}
+}
