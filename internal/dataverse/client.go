@@ -353,7 +353,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 			err = fmt.Errorf("attempt timed out after %s: %w", c.timeout, context.DeadlineExceeded)
 		}
 		c.after(ctx, cl, attempt, nil, dur, err)
-		return nil, err, wrote.Load()
+		return nil, err, wrote.Load() && !isDialError(err)
 	}
 	resp = &response{status: rr.StatusCode(), header: rr.Header(), body: body}
 	c.sem.hint(resp.header.Get(dopHeader))
@@ -364,6 +364,12 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 	}
 	c.after(ctx, cl, attempt, resp, dur, herr)
 	return resp, nil, true
+}
+
+// isDialError reports a failure to connect, when nothing was sent.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // maxResponseBody bounds what one response may hold (large batches and

@@ -248,3 +248,20 @@ func TestBackoffIsCappedWithJitter(t *testing.T) {
 		t.Error("garbage accepted")
 	}
 }
+
+func TestDialFailureIsNotUncertain(t *testing.T) {
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {})
+	addr := f.srv.URL
+	f.srv.Close() // nothing listens any more
+	c, err := New(Config{URL: addr, MaxRetries: 2}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &waits{}
+	c.sleep = w.sleep
+	cl := c.newCall("create contacts", "create", "contacts", http.MethodPatch, c.apiURL+"contacts(x)")
+	_, err = c.do(context.Background(), cl)
+	if !IsTransient(err) || cl.uncertain || len(w.all()) != 2 {
+		t.Errorf("err %v uncertain %v waits %v", err, cl.uncertain, w.all())
+	}
+}
