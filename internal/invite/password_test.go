@@ -36,6 +36,7 @@ var aspnetCoreFailures = []string{
 }
 
 func TestVerifyReferenceVectors(t *testing.T) {
+	t.Parallel() // PBKDF2 is slow under -race
 	h, _ := NewPasswordHasher(HashAspNetV3)
 	for _, v := range aspnetCoreVectors {
 		t.Run(v.name, func(t *testing.T) {
@@ -58,6 +59,7 @@ func TestVerifyReferenceVectors(t *testing.T) {
 // hashes we create are byte-identical to what ASP.NET Core's PasswordHasher
 // produced, so the reference implementation verifies ours.
 func TestHashMatchesReference(t *testing.T) {
+	t.Parallel() // PBKDF2 is slow under -race
 	seq := make([]byte, 16)
 	for i := range seq {
 		seq[i] = byte(i)
@@ -84,6 +86,7 @@ func TestHashMatchesReference(t *testing.T) {
 // TestVerifyDerivedVectors checks hashes derived independently with Python's
 // hashlib (testdata/gen_hash_vectors.py), including non-ASCII passwords.
 func TestVerifyDerivedVectors(t *testing.T) {
+	t.Parallel() // PBKDF2 is slow under -race
 	raw, err := os.ReadFile("testdata/derived_hashes.json")
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +107,7 @@ func TestVerifyDerivedVectors(t *testing.T) {
 }
 
 func TestRoundTripAndRehash(t *testing.T) {
+	t.Parallel() // PBKDF2 is slow under -race
 	v2, _ := NewPasswordHasher(HashAspNetV2)
 	v3, _ := NewPasswordHasher("")
 	if v3.Format() != HashAspNetV3 {
