@@ -5,8 +5,9 @@
 // Everything lives on one Registry owned by a Metrics value, never on the
 // client library's global registry, so tests and several instances in one
 // process do not collide. cmd/connector creates one Metrics, hands its
-// callbacks to the packages that produce events (DataverseHooks, Middleware,
-// the Invitation* methods) and mounts Handler at /metrics.
+// callbacks to the packages that produce events (DataverseHooks, IntakeHooks,
+// Middleware, ObserveInvite and the Invitation* methods), registers the queue
+// with RegisterQueue, and mounts Handler at /metrics.
 package metrics
 
 import (
