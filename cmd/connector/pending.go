@@ -8,8 +8,6 @@ import (
 
 func checkOnline(_ context.Context, e env, _ *config.Config) int { return notYet(e, "check (online)") }
 
-func runServe(_ context.Context, e env, args []string) int   { return pending(e, "serve", args) }
-func runDev(_ context.Context, e env, args []string) int     { return pending(e, "dev", args) }
 func runInvite(_ context.Context, e env, args []string) int  { return pending(e, "invite", args) }
 func runWebhook(_ context.Context, e env, args []string) int { return pending(e, "webhook", args) }
 

@@ -125,3 +125,11 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	str(&c.Log.Level, "log.level", "info")
 	str(&c.Log.Format, "log.format", "json")
 }
+
+// ApplyPortalDefaults fills the unset keys of a portal built in code, such as
+// the ones `connector dev` makes.
+func ApplyPortalDefaults(p *Portal) {
+	c := &Config{Portals: []Portal{*p}}
+	c.applyDefaults(map[string]bool{})
+	*p = c.Portals[0]
+}

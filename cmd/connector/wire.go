@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/d365portal/connector/internal/config"
+	"github.com/d365portal/connector/internal/dataverse"
+	"github.com/d365portal/connector/internal/invite"
+)
+
+// newDataverse builds the Web API client and its credential from config.
+func newDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks) (*dataverse.Client, error) {
+	hc, err := dataverse.NewHTTPClient(c.Dataverse.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("dataverse.ca_file: %w", err)
+	}
+	a := c.Dataverse.Auth
+	cred, err := dataverse.NewCredential(dataverse.AuthConfig{
+		Method: a.Method, TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+		CertificatePath: a.CertificatePath, CertificatePassword: a.CertificatePassword,
+		AuthorityHost: a.AuthorityHost, DisableInstanceDiscovery: a.DisableInstanceDiscovery,
+	}, hc)
+	if err != nil {
+		return nil, fmt.Errorf("dataverse.auth: %w", err)
+	}
+	return dataverse.New(dataverse.Config{
+		URL: c.Dataverse.URL, APIVersion: c.Dataverse.APIVersion, Timeout: c.Dataverse.Timeout.D(),
+		MaxRetries: c.Dataverse.MaxRetries, MaxConcurrency: c.Dataverse.MaxConcurrency, UserAgent: userAgent(),
+	}, cred, &dataverse.Options{HTTPClient: hc, Logger: log, Hooks: hooks})
+}
+
+// newRedis connects to the configured Redis.
+func newRedis(c *config.Config) (*redis.Client, error) {
+	opt, err := redis.ParseURL(c.Redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	return redis.NewClient(opt), nil
+}
+
+// inviteConfig maps the file's keys onto the domain's plain values.
+func inviteConfig(c *config.Config, log *slog.Logger, locker invite.Locker) (invite.Config, error) {
+	id := c.Identity
+	pp := id.PasswordPolicy
+	ic := invite.Config{
+		Contact:      contactColumns(c),
+		PasswordHash: id.PasswordHash,
+		PasswordPolicy: invite.PasswordPolicy{
+			MinLength: pp.MinLength, RequireDigit: pp.RequireDigit, RequireLower: pp.RequireLowercase,
+			RequireUpper: pp.RequireUppercase, RequireNonAlphanumeric: pp.RequireNonAlphanumeric,
+			AllowCommon: !pp.RejectCommon, MinClasses: -1,
+		},
+		TokenSecret:      []byte(id.TokenSecret),
+		ConfirmEmailTTL:  id.TokenLifetime.D(),
+		ResetPasswordTTL: id.ResetTokenLifetime.D(),
+		Logger:           log,
+		Locker:           locker,
+	}
+	if pp.EnforceClasses {
+		ic.PasswordPolicy.MinClasses = 3
+	}
+	if id.Lockout.Enabled {
+		ic.Lockout = invite.Lockout{MaxFailed: id.Lockout.MaxFailedAttempts, Duration: id.Lockout.Duration.D()}
+	} else {
+		ic.Lockout = invite.Lockout{MaxFailed: -1}
+	}
+	for _, p := range c.Portals {
+		ip := invite.Portal{
+			Name: p.Name, DataModel: p.DataModel, WebsiteID: p.WebsiteID, BaseURL: strings.TrimRight(p.BaseURL, "/"),
+			DefaultRoles: p.DefaultRoles, ExpiresAfter: p.Invitation.ExpiresAfter.D(),
+			MaxRedemptions: p.Invitation.MaxRedemptions, CodeStorage: p.Invitation.CodeStorage,
+			ExistingUserPage: p.Pages.ExistingUser, AfterRedeemPage: p.Pages.AfterRedeem, Terms: p.Pages.Terms,
+			Email: invite.EmailSettings{Sender: p.Email.Sender, Subject: p.Email.Subject},
+		}
+		if ip.ExpiresAfter == 0 {
+			ip.ExpiresAfter = -1 // config: 0 = never expires
+		}
+		for _, f := range []struct {
+			path string
+			dst  *string
+		}{{p.Email.Template, &ip.Email.HTMLTemplate}, {p.Email.TextTemplate, &ip.Email.TextTemplate}} {
+			if f.path == "" {
+				continue
+			}
+			b, err := os.ReadFile(f.path)
+			if err != nil {
+				return invite.Config{}, fmt.Errorf("portal %q email template: %w", p.Name, err)
+			}
+			*f.dst = string(b)
+		}
+		ic.Portals = append(ic.Portals, ip)
+	}
+	return ic, nil
+}
+
+// pingRedis reports whether Redis answers.
+func pingRedis(ctx context.Context, rdb *redis.Client) error {
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// contactColumns are the contact invite columns of intake.contact.
+func contactColumns(c *config.Config) invite.ContactColumns {
+	ct := c.Intake.Contact
+	return invite.ContactColumns{
+		Status: ct.StatusAttribute, Portal: ct.PortalAttribute, Roles: ct.RolesAttribute,
+		InvitedOn: ct.InvitedOnAttribute, Error: ct.ErrorAttribute,
+		Requested: ct.Status.Requested, Sent: ct.Status.Sent, Failed: ct.Status.Failed, Redeemed: ct.Status.Redeemed,
+	}
+}
