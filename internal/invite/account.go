@@ -191,8 +191,8 @@ type Profile struct {
 	FirstName, LastName, Email, MobilePhone, JobTitle string
 }
 
-// UpdateProfile writes the profile to the contact. A changed email address
-// is no longer confirmed. Errors: ErrNotFound, ErrNoEmail (empty or
+// UpdateProfile writes every field of the profile to the contact (an empty
+// field clears the column). A changed email address is no longer confirmed. Errors: ErrNotFound, ErrNoEmail (empty or
 // malformed email).
 func (s *Service) UpdateProfile(ctx context.Context, contactID string, p Profile) error {
 	email := strings.TrimSpace(p.Email)
