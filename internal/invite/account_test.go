@@ -85,7 +85,7 @@ func TestSignInAndLockout(t *testing.T) {
 }
 
 func TestSignInRehashes(t *testing.T) {
-	t.Parallel() // PBKDF2 is slow under -race
+	t.Parallel()        // PBKDF2 is slow under -race
 	e := newEnv(t, nil) // creates V2 hashes
 	acc := e.redeemed(1, partnerPortal, "nancy")
 	v3, err := New(e.dv, Config{Portals: e.svc.Portals(), PasswordHash: HashAspNetV3, Now: e.clock.Now})
