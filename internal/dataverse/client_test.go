@@ -602,22 +602,39 @@ func TestPacerSlowsDownNearTheLimit(t *testing.T) {
 	h := func(n int) http.Header {
 		return http.Header{"X-Ms-Ratelimit-Burst-Remaining-Xrm-Requests": {fmt.Sprint(n)}}
 	}
-	p.observe(h(6000))
+	p.record(now)         // one of our requests, at the start of the window
+	p.observe(h(5999), 0) // the header counts the request it answers: budget 6000
 	if d := p.delay(); d != 0 {
 		t.Errorf("plenty left: delay %v", d)
 	}
-	p.observe(h(599)) // below a tenth of the budget
+	p.observe(h(599), 0) // below a tenth of the budget
 	d1, d2 := p.delay(), p.delay()
 	if d1 != 0 || d2 != 50*time.Millisecond { // 300s / 6000: starts spaced to the refill rate
 		t.Errorf("low: delays %v %v", d1, d2)
 	}
-	p.observe(h(0))
-	if d1, d2 := p.delay(), p.delay(); d1 != 100*time.Millisecond || d2 != 200*time.Millisecond { // doubled spacing
+	// Exhausted: nothing goes until the window lets go of our oldest request,
+	// then starts continue at the refill rate.
+	now = now.Add(10 * time.Second)
+	p.observe(h(0), 0)
+	if d1, d2 := p.delay(), p.delay(); d1 != 290*time.Second || d2 != 290*time.Second+50*time.Millisecond {
 		t.Errorf("exhausted: delays %v %v", d1, d2)
 	}
-	p.observe(h(5000))
+	now = now.Add(291 * time.Second)
+	p.observe(h(5000), 0)
 	if d := p.delay(); d != 0 {
 		t.Errorf("recovered: delay %v", d)
+	}
+	// The execution-time budget paces the same way: 1,200s per 300s window,
+	// requests of 100ms → one start per 25ms once under a tenth is left.
+	q := newPacer(func() time.Time { return now })
+	th := func(v string) http.Header { return http.Header{"X-Ms-Ratelimit-Time-Remaining-Xrm-Requests": {v}} }
+	q.observe(th("1,200.00"), 100*time.Millisecond)
+	if d := q.delay(); d != 0 {
+		t.Errorf("time plenty: delay %v", d)
+	}
+	q.observe(th("60.50"), 100*time.Millisecond)
+	if d1, d2 := q.delay(), q.delay(); d1 != 0 || d2 != 25*time.Millisecond {
+		t.Errorf("time low: delays %v %v", d1, d2)
 	}
 	// A 429 seen by one request holds the others for its Retry-After.
 	p.pause(2 * time.Second)

@@ -63,11 +63,13 @@
 //
 // The limiter caps requests in flight at Config.MaxConcurrency, or, when that
 // is 0, at the x-ms-dop-hint the service sends on every response (4 until the
-// first hint). The pacer watches x-ms-ratelimit-burst-remaining-xrm-requests:
-// when the requests left in the service's 300-second window drop below a
-// tenth of the largest value seen, request starts are spaced by
-// window/budget, so the budget refills as fast as it is spent and the client
-// runs near the limit instead of into it. A 429 holds every request of the
+// first hint). The pacer watches x-ms-ratelimit-burst-remaining-xrm-requests
+// and x-ms-ratelimit-time-remaining-xrm-requests: when the requests or the
+// execution time left in the service's 300-second window drop below a tenth
+// of the budget, request starts are spaced so the budget refills as fast as
+// it is spent, and once it is spent the next start waits until the window
+// lets go of the client's oldest request in it, so the client runs near the
+// limit instead of into it. A 429 holds every request of the
 // Client, not only the one that got it, until its Retry-After has passed:
 // the limits apply per application user, so the other goroutines would only
 // collect 429s of their own (which lengthen the service's Retry-After).

@@ -474,11 +474,36 @@ func TestEmulatorPacingAvoids429(t *testing.T) {
 		t.Errorf("%d requests were throttled", throttled.Load())
 	}
 	// Near the limit: 30 requests need at least (30-5)/5 windows.
-	if limit := 10 * time.Second; elapsed < limit || elapsed > 2*limit {
+	if limit := 10 * time.Second; elapsed < limit || elapsed > limit*3/2 {
 		t.Errorf("emulated time %v, want about %v", elapsed, limit)
 	}
 	if st := run.Stats(); st.Throttled != 0 {
 		t.Errorf("emulator stats %+v", st)
+	}
+
+	// Execution time: each retrieve costs 10ms of a 200ms-per-2s budget.
+	clock2 := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	runT, cT := startEmulator(t,
+		emulator.Options{Now: clock2.Now, Costs: emulator.Costs{Retrieve: 10 * time.Millisecond},
+			Limits: throttle.Limits{Window: 2 * time.Second, MaxRequests: 10000, MaxExecution: 200 * time.Millisecond}},
+		dataverse.Config{MaxConcurrency: 1},
+		&dataverse.Options{RateLimitWindow: 2 * time.Second, Hooks: dataverse.Hooks{
+			OnThrottle: func(dataverse.RequestInfo, time.Duration) { throttled.Add(1) },
+		}})
+	dataverse.SetClockForTest(cT, clock2.Now, clock2.Sleep)
+	cid, err := runT.Insert("contact", map[string]any{"lastname": "Costly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if _, err := cT.Retrieve(ctx, "contacts", cid, &dataverse.Query{Select: []string{"lastname"}}); err != nil {
+			t.Fatalf("retrieve %d: %v", i, err)
+		}
+	}
+	elapsedT := clock2.Now().Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t.Logf("60 retrieves of 10ms at 200ms per 2s took %v of emulated time, %d throttled", elapsedT, throttled.Load())
+	if throttled.Load() != 0 || elapsedT < 4*time.Second || elapsedT > 6*time.Second {
+		t.Errorf("execution-time pacing: %v, %d throttled, stats %+v", elapsedT, throttled.Load(), runT.Stats())
 	}
 
 	// Concurrent: the semaphore follows x-ms-dop-hint, staying under the

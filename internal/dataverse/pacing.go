@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -93,54 +94,116 @@ func (l *limiter) size() int {
 }
 
 // pacer slows the client down before service protection says no. Dataverse
-// reports the requests left in the current window on every response
-// (x-ms-ratelimit-burst-remaining-xrm-requests). While that stays above a low
-// watermark requests go out freely; below it, request starts are spaced so
-// that the window's budget refills about as fast as it is spent, which keeps
-// throughput near the limit with almost no 429s. At zero remaining the spacing
-// doubles until the server reports headroom again.
+// reports on every response the requests left in the current window
+// (x-ms-ratelimit-burst-remaining-xrm-requests) and the execution time left
+// (x-ms-ratelimit-time-remaining-xrm-requests). While both stay above a tenth
+// of their budget requests go out freely; below it, request starts are
+// spaced so the budget refills as fast as it is spent (window/budget, or
+// window·cost/time budget). Once a budget is spent, spacing cannot help (a
+// burst earlier in the window still counts), so the next start waits until
+// the window lets go of this client's oldest attempt in it. The result runs
+// close to the limit with almost no 429s. A 429 that happens anyway holds
+// every request until its Retry-After (pause).
 type pacer struct {
 	now    func() time.Time
 	window time.Duration // the service's sliding window (300s in Dataverse)
 	off    bool
 
 	mu        sync.Mutex
-	remaining int // last reported, -1 = unknown
-	max       int // largest remaining seen: the window's budget estimate
+	remaining int           // requests left, last reported; -1 = unknown
+	max       int           // largest remaining seen: the window's budget estimate
+	timeLeft  time.Duration // execution time left, last reported; -1 = unknown
+	timeMax   time.Duration // largest execution time left seen
+	avgDur    time.Duration // moving average of attempt durations, a stand-in for execution time
 	next      time.Time
-	until     time.Time // a 429's Retry-After holds every request until then
+	until     time.Time   // a 429's Retry-After holds every request until then
+	ends      []time.Time // when this client's recent attempts ended, oldest first, within one window
 }
 
 const (
 	rateWindow        = 300 * time.Second
 	burstHeader       = "x-ms-ratelimit-burst-remaining-xrm-requests"
+	timeHeader        = "x-ms-ratelimit-time-remaining-xrm-requests"
 	dopHeader         = "x-ms-dop-hint"
-	lowWaterFraction  = 10 // pace below max/10 remaining
+	lowWaterFraction  = 10 // pace below a tenth of the budget
 	minLowWater       = 8
 	maxPaceInterval   = 5 * time.Second
 	defaultPaceBudget = 6000
 )
 
 func newPacer(now func() time.Time) *pacer {
-	return &pacer{now: now, window: rateWindow, remaining: -1}
+	return &pacer{now: now, window: rateWindow, remaining: -1, timeLeft: -1}
 }
 
-func (p *pacer) observe(h http.Header) {
-	v := h.Get(burstHeader)
-	if v == "" {
-		return
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
+// maxLog bounds the attempt log (Dataverse's budget is 6000 per window).
+const maxLog = 8192
+
+// record notes that an attempt ended at t, for working out when the
+// service's window will free room again.
+func (p *pacer) record(t time.Time) {
+	if p.off {
 		return
 	}
 	p.mu.Lock()
-	p.remaining = n
-	// The header already counts the request it answers, so the largest value
-	// seen is one under the budget; pacing against it leaves that request as
-	// a margin, which keeps the client off the window's exact edge.
-	p.max = max(p.max, n)
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	cut := 0
+	for cut < len(p.ends) && (t.Sub(p.ends[cut]) >= p.window || len(p.ends)-cut >= maxLog) {
+		cut++
+	}
+	if cut > 0 {
+		p.ends = append(p.ends[:0], p.ends[cut:]...)
+	}
+	p.ends = append(p.ends, t)
+}
+
+// freedAt is when the oldest of this client's attempts still inside the
+// window leaves it, which is when an exhausted budget gets room again
+// (exact when this client is the only caller; never later than a window).
+func (p *pacer) freedAt(now time.Time) time.Time {
+	for _, e := range p.ends {
+		if now.Sub(e) < p.window {
+			return e.Add(p.window)
+		}
+	}
+	return now
+}
+
+// observe reads the rate-limit headers of a response that took d.
+func (p *pacer) observe(h http.Header, d time.Duration) {
+	n, nerr := strconv.Atoi(h.Get(burstHeader))
+	t, terr := parseTimeRemaining(h.Get(timeHeader))
+	if nerr != nil && terr != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if nerr == nil {
+		p.remaining = n
+		// The header already counts the request it answers.
+		p.max = max(p.max, n+1)
+	}
+	if terr == nil {
+		p.timeLeft = t
+		p.timeMax = max(p.timeMax, t)
+		if p.avgDur == 0 {
+			p.avgDur = d
+		} else {
+			p.avgDur += (d - p.avgDur) / 8
+		}
+	}
+}
+
+// parseTimeRemaining reads the execution time left, sent as seconds with a
+// thousands separator and decimals ("1,200.00").
+func parseTimeRemaining(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, strconv.ErrSyntax
+	}
+	f, err := strconv.ParseFloat(strings.ReplaceAll(v, ",", ""), 64)
+	if err != nil || f < 0 {
+		return 0, strconv.ErrSyntax
+	}
+	return time.Duration(f * float64(time.Second)), nil
 }
 
 // pause holds all requests for d: a 429 applies to the caller (the
@@ -165,20 +228,12 @@ func (p *pacer) delay() time.Duration {
 	if !p.until.IsZero() {
 		hold = max(p.until.Sub(p.now()), 0)
 	}
-	if p.off || p.remaining < 0 {
+	if p.off {
 		return hold
 	}
-	budget := p.max
-	if budget <= 0 {
-		budget = defaultPaceBudget
-	}
-	low := max(budget/lowWaterFraction, minLowWater)
-	if p.remaining >= low {
+	interval := max(p.countInterval(), p.timeInterval())
+	if interval <= 0 {
 		return hold
-	}
-	interval := p.window / time.Duration(budget)
-	if p.remaining <= 0 {
-		interval *= 2
 	}
 	interval = min(interval, maxPaceInterval)
 	now := p.now()
@@ -186,6 +241,59 @@ func (p *pacer) delay() time.Duration {
 	if p.next.After(now) {
 		start = p.next
 	}
+	if p.exhausted() {
+		// Spacing alone cannot help once the budget is gone (a burst earlier
+		// in the window still counts): wait for the window to let go of the
+		// oldest attempt, then go on at the refill rate.
+		if f := p.freedAt(now); f.After(start) {
+			start = f
+		}
+	}
 	p.next = start.Add(interval)
 	return max(start.Sub(now), hold)
+}
+
+// exhausted reports a budget with no room for another request; the last
+// report is kept until the next response, so only one caller per freed slot
+// goes ahead (the others queue behind p.next).
+func (p *pacer) exhausted() bool {
+	if p.remaining == 0 {
+		return true
+	}
+	return p.timeLeft >= 0 && p.timeMax > 0 && p.timeLeft < p.cost()
+}
+
+// cost is the average execution time of a request: time used in the window
+// over the requests counted in it when both headers are there, else the
+// average attempt duration (an upper bound).
+func (p *pacer) cost() time.Duration {
+	if p.remaining >= 0 && p.max > p.remaining && p.timeMax > p.timeLeft {
+		return (p.timeMax - p.timeLeft) / time.Duration(p.max-p.remaining)
+	}
+	return p.avgDur
+}
+
+// countInterval spaces starts so the request budget refills as fast as it
+// is spent, once fewer than a tenth of it remain; 0 = no pacing needed.
+func (p *pacer) countInterval() time.Duration {
+	if p.remaining < 0 {
+		return 0
+	}
+	budget := p.max
+	if budget <= 0 {
+		budget = defaultPaceBudget
+	}
+	if p.remaining >= max(budget/lowWaterFraction, minLowWater) {
+		return 0
+	}
+	return p.window / time.Duration(budget)
+}
+
+// timeInterval does the same for the execution-time budget: a request of the
+// average cost may start every window·cost/budget.
+func (p *pacer) timeInterval() time.Duration {
+	if p.timeLeft < 0 || p.timeMax <= 0 || p.timeLeft >= p.timeMax/lowWaterFraction {
+		return 0
+	}
+	return time.Duration(float64(p.window) * float64(p.cost()) / float64(p.timeMax))
 }
