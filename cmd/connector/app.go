@@ -239,18 +239,7 @@ func (s *meteredService) Resend(ctx context.Context, id string) (*invite.InviteR
 }
 
 func (s *meteredService) count(portal string, res *invite.InviteResult, err error) {
-	if err != nil {
-		if invite.IsPermanent(err) {
-			s.m.InvitationFailed(portal)
-		}
-		return
-	}
-	if res.Created {
-		s.m.InvitationCreated(portal)
-	}
-	if res.EmailSent {
-		s.m.InvitationSent(portal)
-	}
+	s.m.ObserveInvite(portal, res, err)
 }
 
 func (s *meteredService) Redeem(ctx context.Context, req invite.RedeemRequest) (*invite.Account, error) {

@@ -1,15 +1,8 @@
 package main
 
-import (
-	"context"
+import "context"
 
-	"github.com/d365portal/connector/internal/config"
-)
-
-func checkOnline(_ context.Context, e env, _ *config.Config) int { return notYet(e, "check (online)") }
-
-func runInvite(_ context.Context, e env, args []string) int  { return pending(e, "invite", args) }
-func runWebhook(_ context.Context, e env, args []string) int { return pending(e, "webhook", args) }
+func runInvite(_ context.Context, e env, args []string) int { return pending(e, "invite", args) }
 
 func pending(e env, name string, args []string) int {
 	for _, c := range commands() {

@@ -116,3 +116,6 @@ func contactColumns(c *config.Config) invite.ContactColumns {
 		Requested: ct.Status.Requested, Sent: ct.Status.Sent, Failed: ct.Status.Failed, Redeemed: ct.Status.Redeemed,
 	}
 }
+
+// noHooks is for one-shot commands that export no metrics.
+var noHooks dataverse.Hooks

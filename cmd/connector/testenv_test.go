@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/d365portal/connector/internal/dataverse/emulator"
+	"github.com/d365portal/connector/internal/redistest"
+)
+
+// testOrg is a TLS emulator with the demo seed and a real redis-server, and a
+// config file that points the connector at both exactly as an admin would.
+type testOrg struct {
+	emu     *emulator.Running
+	seed    *emulator.Demo
+	redis   *redistest.Server
+	cfgPath string
+}
+
+func newTestOrg(t *testing.T, extraRoles ...string) *testOrg {
+	t.Helper()
+	emu, err := emulator.StartTLS(emulator.Options{}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	seed, err := emulator.SeedDemo(emu.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := redistest.Start(t)
+	o := &testOrg{emu: emu, seed: seed, redis: rs, cfgPath: filepath.Join(t.TempDir(), "config.yaml")}
+	roles := `["Authenticated Users", "Partners"]`
+	if len(extraRoles) > 0 {
+		roles = fmt.Sprintf(`["Authenticated Users", "Partners", %q]`, extraRoles[0])
+	}
+	cfg := fmt.Sprintf(`
+server:
+  addr: "127.0.0.1:0"
+  public_url: "http://127.0.0.1:8080"
+dataverse:
+  url: %q
+  ca_file: %q
+  auth:
+    method: client_secret
+    tenant_id: %q
+    client_id: %q
+    client_secret: "${TEST_DV_SECRET}"
+    authority_host: %q
+    disable_instance_discovery: true
+redis:
+  url: %q
+intake:
+  webhook:
+    auth:
+      value: "test-webhook-key-0123456789"
+identity:
+  token_secret: "test-token-secret-0123456789abcdef0123"
+portals:
+  - name: "Contoso Partner Portal"
+    data_model: enhanced
+    website_id: %q
+    base_url: "http://127.0.0.1:8080"
+    default_roles: %s
+    email:
+      sender: "systemuser:%s"
+  - name: "Contoso Customer Portal"
+    data_model: standard
+    website_id: %q
+    base_url: "http://127.0.0.1:8080"
+    default_roles: ["Customers"]
+    email:
+      sender: initiating_user
+api:
+  keys: ["test-api-key-0123456789abcdef"]
+log:
+  level: warn
+`, emu.OrgURL, emu.CAFile, emu.TenantID, emu.ClientID, emu.AuthorityHost, rs.URL, seed.SiteID, roles, seed.MailerUserID, seed.WebsiteID)
+	if err := os.WriteFile(o.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (o *testOrg) getenv(secret string) func(string) string {
+	return func(k string) string {
+		if k == "TEST_DV_SECRET" {
+			return secret
+		}
+		return ""
+	}
+}
