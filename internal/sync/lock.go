@@ -1,0 +1,136 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	stdsync "sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/d365portal/connector/internal/invite"
+)
+
+// A lock is a Redis key set with SET NX PX to a random token. Only the
+// holder of the token may extend or delete it (checked in Lua), so a holder
+// whose lease lapsed cannot release a lock someone else has since taken.
+var (
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+	extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`)
+)
+
+// tryLock takes key for ttl; ok is false when someone else holds it.
+func tryLock(ctx context.Context, rdb redis.Cmdable, key string, ttl time.Duration) (token string, ok bool, err error) {
+	token = randomHex(16)
+	ok, err = rdb.SetNX(ctx, key, token, ttl).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("lock %s: %w", key, err)
+	}
+	return token, ok, nil
+}
+
+func unlockKey(ctx context.Context, rdb redis.Scripter, key, token string) error {
+	if err := releaseScript.Run(ctx, rdb, []string{key}, token).Err(); err != nil {
+		return fmt.Errorf("unlock %s: %w", key, err)
+	}
+	return nil
+}
+
+// extendKey renews the lease; held is false when the lock was lost.
+func extendKey(ctx context.Context, rdb redis.Scripter, key, token string, ttl time.Duration) (held bool, err error) {
+	n, err := extendScript.Run(ctx, rdb, []string{key}, token, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("extend lock %s: %w", key, err)
+	}
+	return n == 1, nil
+}
+
+// redisLocker is invite.Locker over Redis, shared by every replica: Lock
+// waits until the key is free (or ctx ends) and keeps the lease alive while
+// held, so a long Dataverse call cannot outlive it; a crashed holder's lock
+// expires after ttl.
+type redisLocker struct {
+	rdb    *redis.Client
+	prefix string
+	log    *slog.Logger
+}
+
+// NewLocker returns an invite.Locker that keeps its locks in Redis under
+// prefix + "lock:", so invitations are serialised across replicas. cmd
+// passes it as invite.Config.Locker.
+func NewLocker(rdb *redis.Client, prefix string) invite.Locker {
+	return &redisLocker{rdb: rdb, prefix: prefix + "lock:", log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// Lock implements invite.Locker.
+func (l *redisLocker) Lock(ctx context.Context, key string, ttl time.Duration) (func(), error) {
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	k := l.prefix + key
+	wait := 5 * time.Millisecond
+	for {
+		token, ok, err := tryLock(ctx, l.rdb, k, ttl)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return l.hold(k, token, ttl), nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("lock %s: %w", k, context.Cause(ctx))
+		case <-t.C:
+		}
+		if wait < 200*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+// hold keeps the lease fresh until the returned unlock is called.
+func (l *redisLocker) hold(key, token string, ttl time.Duration) func() {
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+				held, err := extendKey(ctx, l.rdb, key, token, ttl)
+				cancel()
+				if err == nil && !held {
+					l.log.Warn("lock lost before release", "key", key)
+					return
+				}
+			}
+		}
+	}()
+	var once stdsync.Once
+	return func() { once.Do(func() { l.release(key, token, stop, stopped) }) }
+}
+
+func (l *redisLocker) release(key, token string, stop, stopped chan struct{}) {
+	close(stop)
+	<-stopped
+	// Release even when the caller's context is gone: the work is done.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := unlockKey(ctx, l.rdb, key, token); err != nil && !errors.Is(err, context.Canceled) {
+		l.log.Warn("release lock", "key", key, "err", err)
+	}
+}
