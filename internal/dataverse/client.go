@@ -358,7 +358,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, attempt int) (resp *resp
 	resp = &response{status: rr.StatusCode(), header: rr.Header(), body: body}
 	c.sem.hint(resp.header.Get(dopHeader))
 	c.pace.observe(resp.header, dur)
-	c.pace.record(c.now())
+	c.pace.record(start.Add(dur))
 	var herr error
 	if resp.status >= 400 {
 		herr = newError(cl.op, resp.status, resp.header, resp.body)

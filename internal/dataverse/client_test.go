@@ -602,8 +602,8 @@ func TestPacerSlowsDownNearTheLimit(t *testing.T) {
 	h := func(n int) http.Header {
 		return http.Header{"X-Ms-Ratelimit-Burst-Remaining-Xrm-Requests": {fmt.Sprint(n)}}
 	}
-	p.record(now)         // one of our requests, at the start of the window
 	p.observe(h(5999), 0) // the header counts the request it answers: budget 6000
+	p.record(now)         // one of our requests, at the start of the window
 	if d := p.delay(); d != 0 {
 		t.Errorf("plenty left: delay %v", d)
 	}
@@ -616,6 +616,7 @@ func TestPacerSlowsDownNearTheLimit(t *testing.T) {
 	// then starts continue at the refill rate.
 	now = now.Add(10 * time.Second)
 	p.observe(h(0), 0)
+	p.record(now)
 	if d1, d2 := p.delay(), p.delay(); d1 != 290*time.Second || d2 != 290*time.Second+50*time.Millisecond {
 		t.Errorf("exhausted: delays %v %v", d1, d2)
 	}

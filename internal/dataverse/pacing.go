@@ -116,8 +116,37 @@ type pacer struct {
 	timeMax   time.Duration // largest execution time left seen
 	avgDur    time.Duration // moving average of attempt durations, a stand-in for execution time
 	next      time.Time
-	until     time.Time   // a 429's Retry-After holds every request until then
-	ends      []time.Time // when this client's recent attempts ended, oldest first, within one window
+	until     time.Time // a 429's Retry-After holds every request until then
+	ends      ring      // when this client's recent attempts ended, within one window
+}
+
+// ring is a fixed-size queue of times, oldest first.
+type ring struct {
+	buf     []time.Time
+	head, n int
+}
+
+func (r *ring) push(t time.Time) {
+	if r.buf == nil {
+		r.buf = make([]time.Time, maxLog)
+	}
+	if r.n == len(r.buf) {
+		r.pop()
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = t
+	r.n++
+}
+
+func (r *ring) pop() {
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+}
+
+func (r *ring) oldest() (time.Time, bool) {
+	if r.n == 0 {
+		return time.Time{}, false
+	}
+	return r.buf[r.head], true
 }
 
 const (
@@ -146,24 +175,31 @@ func (p *pacer) record(t time.Time) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cut := 0
-	for cut < len(p.ends) && (t.Sub(p.ends[cut]) >= p.window || len(p.ends)-cut >= maxLog) {
-		cut++
+	if p.remaining < 0 && p.timeLeft < 0 {
+		return // the service reports no limits: nothing to plan for
 	}
-	if cut > 0 {
-		p.ends = append(p.ends[:0], p.ends[cut:]...)
+	p.prune(t)
+	p.ends.push(t)
+}
+
+// prune drops attempts that have left the window.
+func (p *pacer) prune(now time.Time) {
+	for {
+		e, ok := p.ends.oldest()
+		if !ok || now.Sub(e) < p.window {
+			return
+		}
+		p.ends.pop()
 	}
-	p.ends = append(p.ends, t)
 }
 
 // freedAt is when the oldest of this client's attempts still inside the
 // window leaves it, which is when an exhausted budget gets room again
 // (exact when this client is the only caller; never later than a window).
 func (p *pacer) freedAt(now time.Time) time.Time {
-	for _, e := range p.ends {
-		if now.Sub(e) < p.window {
-			return e.Add(p.window)
-		}
+	p.prune(now)
+	if e, ok := p.ends.oldest(); ok {
+		return e.Add(p.window)
 	}
 	return now
 }
