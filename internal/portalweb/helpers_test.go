@@ -50,7 +50,7 @@ func (s *syncBuffer) String() string {
 // harness is a running site over TLS (so Secure cookies and HSTS behave as
 // in production) with a real redis-server.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	ts    *httptest.Server
 	redis *redistest.Server
@@ -61,13 +61,26 @@ type harness struct {
 
 type harnessOpts struct {
 	plainHTTP bool // serve over plain HTTP with SecureCookies off (dev mode)
+	// accounts builds the service once the site's URL is known (the real
+	// service puts it in email links); it replaces newHarness's accounts.
+	accounts func(baseURL string) Accounts
 }
 
-func newHarness(t *testing.T, accounts Accounts, mutate func(*Config), opts ...harnessOpts) *harness {
+func newHarness(t testing.TB, accounts Accounts, mutate func(*Config), opts ...harnessOpts) *harness {
 	t.Helper()
 	var o harnessOpts
 	if len(opts) > 0 {
 		o = opts[0]
+	}
+	// The listener exists before the handler, so the URL is known to the
+	// service that builds links to it.
+	ts := httptest.NewUnstartedServer(nil)
+	scheme := "https://"
+	if o.plainHTTP {
+		scheme = "http://"
+	}
+	if o.accounts != nil {
+		accounts = o.accounts(scheme + ts.Listener.Addr().String())
 	}
 	rs := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1})
@@ -85,11 +98,11 @@ func newHarness(t *testing.T, accounts Accounts, mutate func(*Config), opts ...h
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	var ts *httptest.Server
+	ts.Config.Handler = srv.Handler()
 	if o.plainHTTP {
-		ts = httptest.NewServer(srv.Handler())
+		ts.Start()
 	} else {
-		ts = httptest.NewTLSServer(srv.Handler())
+		ts.StartTLS()
 	}
 	t.Cleanup(ts.Close)
 	return &harness{t: t, srv: srv, ts: ts, redis: rs, rdb: rdb, logs: logs, cfg: cfg}
@@ -114,7 +127,7 @@ func (h *harness) browser() *browser {
 
 // resp is a fetched page.
 type resp struct {
-	t      *testing.T
+	t      testing.TB
 	status int
 	header http.Header
 	body   string

@@ -1,0 +1,145 @@
+package portalweb
+
+import (
+	"context"
+	"html"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/d365portal/connector/internal/dataverse"
+	"github.com/d365portal/connector/internal/dataverse/emulator"
+	"github.com/d365portal/connector/internal/invite"
+)
+
+// clock is the invitation service's time, moved by tests (expiry, lockout).
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// live is the site over the real invitation service, the real Dataverse
+// client and the Dataverse emulator, with a real redis-server.
+type live struct {
+	*harness
+	em    *emulator.Running
+	dv    *dataverse.Client
+	svc   *invite.Service
+	demo  *emulator.Demo
+	clock *clock
+	ctx   context.Context
+}
+
+type liveOpts struct {
+	plainHTTP bool
+	site      func(*Config)
+	service   func(*invite.Config)
+}
+
+func newLive(t testing.TB, o liveOpts) *live {
+	t.Helper()
+	em, err := emulator.Start(emulator.Options{Auth: emulator.AuthOptions{Disabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	demo, err := emulator.SeedDemo(em.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv, err := dataverse.New(dataverse.Config{URL: em.OrgURL, MaxRetries: 1}, nil, &dataverse.Options{HTTPClient: em.HTTPClient,
+		RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &live{em: em, dv: dv, demo: demo, clock: &clock{t: time.Now()}, ctx: context.Background()}
+	build := func(baseURL string) Accounts {
+		cfg := invite.Config{
+			Portals: []invite.Portal{{Name: testPortal, WebsiteID: emulator.DemoSiteID, BaseURL: baseURL,
+				DefaultRoles: []string{"Partners"}, ExistingUserPage: "/login", AfterRedeemPage: "/profile",
+				Email: invite.EmailSettings{Sender: "systemuser:" + emulator.DemoMailerUserID}}},
+			PasswordHash: invite.HashAspNetV2,
+			TokenSecret:  []byte("portalweb-test-token-secret-0123456789"),
+			Lockout:      invite.Lockout{MaxFailed: 3, Duration: 10 * time.Minute},
+			Now:          l.clock.Now,
+		}
+		if o.service != nil {
+			o.service(&cfg)
+		}
+		svc, err := invite.New(dv, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.svc = svc
+		return svc
+	}
+	l.harness = newHarness(t, nil, o.site, harnessOpts{plainHTTP: o.plainHTTP, accounts: build})
+	return l
+}
+
+// contact returns demo contact i (0-based) and its email address.
+func (l *live) contact(i int) (id, email string) {
+	id = l.demo.ContactIDs[i]
+	row, _ := l.em.Row("contact", id)
+	email, _ = row["emailaddress1"].(string)
+	return id, email
+}
+
+func (l *live) invite(t testing.TB, contactID string) *invite.InviteResult {
+	t.Helper()
+	res, err := l.svc.Invite(l.ctx, invite.InviteRequest{ContactID: contactID, Portal: testPortal, Source: "test"})
+	if err != nil {
+		t.Fatalf("Invite: %v", err)
+	}
+	return res
+}
+
+var linkRE = regexp.MustCompile(`https?://[^\s"'<>]+`)
+
+// emailLink returns the last link to path in an email sent to addr.
+func (l *live) emailLink(t testing.TB, addr, path string) string {
+	t.Helper()
+	var found string
+	for _, m := range l.em.Outbox() {
+		to := strings.Join(m.To, ",")
+		if !strings.Contains(strings.ToLower(to), strings.ToLower(addr)) {
+			continue
+		}
+		for _, body := range []string{m.Text, m.HTML} {
+			for _, u := range linkRE.FindAllString(html.UnescapeString(body), -1) {
+				if pu, err := url.Parse(u); err == nil && pu.Path == path && pu.RawQuery != "" {
+					found = u
+				}
+			}
+		}
+	}
+	if found == "" {
+		t.Fatalf("no email to %s with a %s link; outbox has %d emails", addr, path, len(l.em.Outbox()))
+	}
+	return found
+}
+
+// local strips the site's origin from a link.
+func local(link string) string {
+	u, _ := url.Parse(link)
+	return u.RequestURI()
+}
+
+func (l *live) contactRow(t testing.TB, id string) map[string]any {
+	t.Helper()
+	row, ok := l.em.Row("contact", id)
+	if !ok {
+		t.Fatalf("contact %s missing", id)
+	}
+	return row
+}
