@@ -133,9 +133,3 @@ func loadConfig(e env, path string, opts config.Options) (*config.Config, int, b
 	}
 	return c, exitOK, true
 }
-
-// notYet is what a subcommand prints before its feature exists.
-func notYet(e env, name string) int {
-	fmt.Fprintf(e.Stderr, "connector %s: not available yet\n", name)
-	return exitUsage
-}

@@ -92,3 +92,7 @@ func (o *testOrg) getenv(secret string) func(string) string {
 		return ""
 	}
 }
+
+func fmtInt(v any) string { return fmt.Sprint(v) }
+
+func itoa(n int) string { return fmt.Sprint(n) }
