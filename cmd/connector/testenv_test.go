@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/d365portal/connector/internal/dataverse/emulator"
@@ -96,3 +97,22 @@ func (o *testOrg) getenv(secret string) func(string) string {
 func fmtInt(v any) string { return fmt.Sprint(v) }
 
 func itoa(n int) string { return fmt.Sprint(n) }
+
+// lockedBuffer collects a subprocess's stderr for failure messages.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}
