@@ -818,3 +818,40 @@ func TestEmulatorRetrieveByKey(t *testing.T) {
 		t.Fatalf("duplicate alternate key: %v", err)
 	}
 }
+
+// The emulator as `connector dev` runs it: StartTLS with its own CA, token
+// endpoint and an application user.
+func TestEmulatorStartTLS(t *testing.T) {
+	run, err := emulator.StartTLS(emulator.Options{}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Close() })
+	hc, err := dataverse.NewHTTPClient(run.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := dataverse.NewCredential(dataverse.AuthConfig{
+		Method: "client_secret", TenantID: run.TenantID, ClientID: run.ClientID, ClientSecret: run.ClientSecret,
+		AuthorityHost: run.AuthorityHost, DisableInstanceDiscovery: true,
+	}, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dataverse.New(dataverse.Config{URL: run.OrgURL}, cred, &dataverse.Options{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIURL() != run.APIURL {
+		t.Errorf("APIURL %s, emulator %s", c.APIURL(), run.APIURL)
+	}
+	ctx := context.Background()
+	id, _, err := c.Create(ctx, "contacts", map[string]any{"lastname": "Secure"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.Retrieve(ctx, "contacts", id, &dataverse.Query{Select: []string{"lastname"}})
+	if err != nil || rec.Str("lastname") != "Secure" {
+		t.Fatalf("retrieve %v %v", rec, err)
+	}
+}
