@@ -109,6 +109,15 @@ var linkRE = regexp.MustCompile(`https?://[^\s"'<>]+`)
 // emailLink returns the last link to path in an email sent to addr.
 func (l *live) emailLink(t testing.TB, addr, path string) string {
 	t.Helper()
+	found := l.findEmailLink(addr, path)
+	if found == "" {
+		t.Fatalf("no email to %s with a %s link; outbox has %d emails", addr, path, len(l.em.Outbox()))
+	}
+	return found
+}
+
+// findEmailLink is emailLink without failing: "" when there is none yet.
+func (l *live) findEmailLink(addr, path string) string {
 	var found string
 	for _, m := range l.em.Outbox() {
 		to := strings.Join(m.To, ",")
@@ -122,9 +131,6 @@ func (l *live) emailLink(t testing.TB, addr, path string) string {
 				}
 			}
 		}
-	}
-	if found == "" {
-		t.Fatalf("no email to %s with a %s link; outbox has %d emails", addr, path, len(l.em.Outbox()))
 	}
 	return found
 }
