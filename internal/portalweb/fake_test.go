@@ -114,9 +114,20 @@ func (f *fakeAccounts) Redeem(ctx context.Context, req invite.RedeemRequest) (*i
 	f.redeemed = append(f.redeemed, req)
 	acc := &invite.Account{ContactID: inv.ContactID, Username: username, Email: inv.ContactEmail, FirstName: inv.ContactFirstName,
 		LastName: inv.ContactLastName, Portal: inv.Portal, SecurityStamp: "stamp-1", Roles: inv.Roles, InvitationID: inv.ID}
+	if inv.ContactID == "" { // group invitation: the redeemer says who they are
+		if req.Email == "" {
+			return nil, invite.ErrNoEmail
+		}
+		acc.ContactID, acc.Email, acc.FirstName, acc.LastName = "g-"+req.Email, req.Email, req.FirstName, req.LastName
+		if req.Username == "" {
+			acc.Username = req.Email
+		}
+	}
 	f.accounts[acc.ContactID] = acc
 	f.passwords[acc.ContactID] = req.Password
-	f.codeErrs[k] = invite.ErrCodeUsedUp
+	if inv.Type == invite.TypeSingle {
+		f.codeErrs[k] = invite.ErrCodeUsedUp
+	}
 	cp := *acc
 	return &cp, nil
 }

@@ -3,6 +3,7 @@ package portalweb
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -44,7 +45,7 @@ func (s *Server) registerForm(c *gin.Context) *RegisterPage {
 // registerGet is the self-registration form, or, with ?invitation=…, Power
 // Pages' redemption link shape, which goes to redemption.
 func (s *Server) registerGet(c *gin.Context) {
-	if c.Query("invitation") != "" || c.Request.URL.Path == "/Register" {
+	if c.Query("invitation") != "" || strings.HasPrefix(c.Request.URL.Path, "/Register") {
 		s.invitationGet(c)
 		return
 	}

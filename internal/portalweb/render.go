@@ -253,7 +253,15 @@ func (s *Server) renderError(c *gin.Context, e *Error) {
 	}
 	pg.Actions = s.errorActions(c, &b, e)
 	if e.Key == "code_unknown" {
-		pg.CodeForm = s.codeEntry(&pg.BasePage, "")
+		// The box again, with what was tried so a typo can be fixed.
+		typed := c.Query("code")
+		if typed == "" {
+			typed = c.Query("invitation")
+		}
+		if len(typed) > 200 {
+			typed = ""
+		}
+		pg.CodeForm = s.codeEntry(&pg.BasePage, typed)
 	}
 	p := s.views.Instance("error", pg).(*page)
 	if p.err != nil {

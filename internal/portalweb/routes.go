@@ -17,6 +17,9 @@ func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HTMLRender = s.views
 	r.HandleMethodNotAllowed = true
+	// Gin's slash redirects honour a client's X-Forwarded-Prefix header;
+	// the few links with a trailing slash in the wild are routed instead.
+	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.RemoveExtraSlash = false
 	r.ContextWithFallback = true
@@ -31,9 +34,13 @@ func (s *Server) routes() *gin.Engine {
 
 	// Invitation redemption. GET only shows; POST redeems.
 	pages.GET("/invitation", s.invitationGet)
+	pages.GET("/invitation/", s.invitationGet)
 	pages.POST("/invitation", s.invitationPost)
-	// Power Pages' own link shape, so existing emails and bookmarks work.
+	// Power Pages' own link shapes (/Register?invitation=…, also quoted as
+	// /register/?invitation=…), so existing emails and bookmarks work.
 	pages.GET("/Register", s.registerGet)
+	pages.GET("/Register/", s.registerGet)
+	pages.GET("/register/", s.registerGet)
 
 	pages.GET("/register", s.registerGet)
 	pages.POST("/register", s.registerPost)

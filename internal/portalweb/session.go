@@ -236,6 +236,13 @@ func (s *Server) csrf(c *gin.Context) {
 	want := s.sm.GetString(c.Request.Context(), sessCSRF)
 	got := c.Request.PostForm.Get("csrf_token")
 	if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
+		if c.Request.URL.Path == "/logout" && s.contactID(c) == "" {
+			// Signing out of a session that already ended (idle timeout)
+			// protects nothing; say where they are instead of "expired".
+			s.redirect(c, "/login")
+			c.Abort()
+			return
+		}
 		s.fail(c, &Error{Status: http.StatusForbidden, Key: "form_expired", Err: errors.New("csrf token mismatch")})
 		c.Abort()
 		return

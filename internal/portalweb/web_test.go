@@ -255,12 +255,9 @@ func TestManualEntryAndLinkShapes(t *testing.T) {
 	if v := r.doc.Find(`input[name="code"]`).AttrOr("value", ""); !strings.EqualFold(strings.TrimSpace(v), grouped) {
 		t.Fatalf("hidden code %q", v)
 	}
-	for _, p := range []string{"/Register?invitation=" + code, "/register?invitation=" + code, "/register/?invitation=" + code} {
-		r := b.get(p)
-		if r.status == http.StatusMovedPermanently || r.status == http.StatusTemporaryRedirect {
-			r = b.get(r.header.Get("Location"))
-		}
-		r.wantStatus(http.StatusOK).wantText("main", "Ada Lovelace")
+	for _, p := range []string{"/Register?invitation=" + code, "/register?invitation=" + code, "/register/?invitation=" + code,
+		"/Register/?invitation=" + code, "/invitation/?code=" + code} {
+		b.get(p).wantStatus(http.StatusOK).wantText("main", "Ada Lovelace")
 	}
 	b.get("/Register").wantStatus(http.StatusOK).wantText("h1", "Enter your invitation code")
 }
@@ -331,8 +328,8 @@ func TestCSRF(t *testing.T) {
 	// Cross-origin requests are refused even with the right token.
 	b.post("/invitation", good, "Sec-Fetch-Site", "cross-site").wantStatus(http.StatusForbidden).wantText("h1", "blocked")
 	b.post("/invitation", good, "Origin", "https://evil.example").wantStatus(http.StatusForbidden)
-	// No session at all: refused.
-	h.browser().post("/logout", url.Values{"csrf_token": {token}}).wantStatus(http.StatusForbidden)
+	// Signing out without a session only sends the visitor to sign in.
+	h.browser().post("/logout", url.Values{"csrf_token": {token}}).wantRedirect("/login")
 	// A form post in another encoding is refused.
 	if n := f.called("Redeem"); n != 0 {
 		t.Fatalf("a refused request reached Redeem %d times", n)
@@ -409,6 +406,13 @@ func TestOpenRedirects(t *testing.T) {
 		// Redirect as the browser would resolve it.
 		if res, _ := url.Parse(h.ts.URL); res.ResolveReference(u).Host != res.Host {
 			t.Errorf("next=%q leaves the site: %q", next, loc)
+		}
+	}
+	// Paths and proxy headers never shape a redirect to another site.
+	for _, p := range []string{"//evil.example/", "///evil.example/", "/register/", "/static/x/", "/profile/"} {
+		r := h.browser().get(p, "X-Forwarded-Prefix", "//evil.example", "X-Forwarded-Host", "evil.example")
+		if loc := r.header.Get("Location"); strings.Contains(loc, "evil") {
+			t.Errorf("%s redirected to %q", p, loc)
 		}
 	}
 	// A good local path is honoured.
@@ -494,6 +498,8 @@ func TestLoginLogoutAndRotation(t *testing.T) {
 		t.Fatal("CSRF token not renewed at sign-in")
 	}
 	b.get("/login").wantRedirect("/profile")
+	// A forged sign-out (wrong token) is refused while signed in.
+	b.post("/logout", url.Values{"csrf_token": {"forged"}}).wantStatus(http.StatusForbidden)
 	b.submit(prof, `form[action="/logout"]`, nil).wantRedirect("/login")
 	b.get("/login").wantText(".notice", "signed out")
 	b.get("/profile").wantRedirect("/login?next=%2Fprofile")
@@ -787,4 +793,33 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("%s: New accepted it", name)
 		}
 	}
+}
+
+func TestGroupInvitation(t *testing.T) {
+	h, f := fakeSite(t, nil)
+	code := f.addInvitation(testPortal, "", "", "", "")
+	f.invitations[code].Type = invite.TypeGroup
+	f.invitations[code].MaxRedemptions = 10
+	b := h.browser()
+	page := b.get("/invitation?code=" + code).wantStatus(http.StatusOK)
+	checkPage(t, page)
+	page.wantText("main", "Tell us who you are")
+	for _, id := range []string{"first-name", "last-name", "email"} {
+		if page.doc.Find("#"+id).Length() != 1 {
+			t.Fatalf("group sign-up lacks #%s", id)
+		}
+	}
+	r := b.submit(page, `form[method="post"]`, map[string]string{"password": goodPassword, "confirm_password": goodPassword, "email": "nope"})
+	r.wantStatus(http.StatusUnprocessableEntity)
+	r.wantText("#first-name-error", "required").wantText("#email-error", "right format")
+	if f.called("Redeem") != 0 {
+		t.Fatal("an incomplete group form reached Redeem")
+	}
+	b.submit(page, `form[method="post"]`, map[string]string{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com",
+		"username": "", "password": goodPassword, "confirm_password": goodPassword}).wantRedirect("/profile")
+	got := f.redeemed[0]
+	if got.Email != "grace@example.com" || got.FirstName != "Grace" || got.LastName != "Hopper" {
+		t.Fatalf("redeem request %+v", got)
+	}
+	b.get("/profile").wantStatus(http.StatusOK).wantText("main", "grace@example.com")
 }
