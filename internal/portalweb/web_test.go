@@ -480,6 +480,7 @@ func TestLoginLogoutAndRotation(t *testing.T) {
 	f.accounts["c1"] = &invite.Account{ContactID: "c1", Username: "ada", Email: "ada@example.com", FirstName: "Ada", SecurityStamp: "s1"}
 	f.passwords["c1"] = goodPassword
 	b := h.browser()
+	b.get("/").wantRedirect("/login")
 	b.get("/profile").wantRedirect("/login?next=%2Fprofile")
 	p := b.get("/login?next=%2Fprofile")
 	anon := b.cookie(h.sessionCookieName())
@@ -498,6 +499,7 @@ func TestLoginLogoutAndRotation(t *testing.T) {
 		t.Fatal("CSRF token not renewed at sign-in")
 	}
 	b.get("/login").wantRedirect("/profile")
+	b.get("/").wantRedirect("/profile")
 	// A forged sign-out (wrong token) is refused while signed in.
 	b.post("/logout", url.Values{"csrf_token": {"forged"}}).wantStatus(http.StatusForbidden)
 	b.submit(prof, `form[action="/logout"]`, nil).wantRedirect("/login")
