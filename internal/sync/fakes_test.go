@@ -239,7 +239,7 @@ func (r *rig) intake(t *testing.T, mod func(*Config)) *Intake {
 	return i
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

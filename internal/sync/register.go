@@ -210,8 +210,10 @@ func registerStep(ctx context.Context, p *planner, o RegisterOptions, seID, msg,
 		"sdkmessageid@odata.bind":                 "/sdkmessages(" + msgID + ")",
 		"sdkmessagefilterid@odata.bind":           "/sdkmessagefilters(" + filterID + ")",
 	}
+	what := fmt.Sprintf("step %q (stage 40, asynchronous)", body["name"])
 	if msg == "Update" {
 		body["filteringattributes"] = o.Contact.Status
+		what = fmt.Sprintf("step %q (stage 40, asynchronous, only when %s changes)", body["name"], o.Contact.Status)
 	}
 	var existing dataverse.Record
 	if seID != "" {
@@ -225,8 +227,7 @@ func registerStep(ctx context.Context, p *planner, o RegisterOptions, seID, msg,
 		}
 	}
 	if existing == nil {
-		st.StepID, err = p.create(ctx, "sdkmessageprocessingsteps", body,
-			fmt.Sprintf("step %q (stage 40, asynchronous, filtering %q)", body["name"], body["filteringattributes"]))
+		st.StepID, err = p.create(ctx, "sdkmessageprocessingsteps", body, what)
 	} else {
 		st.StepID = existing.Str("sdkmessageprocessingstepid")
 		patch := map[string]any{}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/d365portal/connector/internal/dataverse"
 )
@@ -105,7 +106,10 @@ func (i *Intake) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.RequestID = rid
-	queued, err := i.Enqueue(r.Context(), *req)
+	// Dataverse gives up after 60 s; answer 503 well before that.
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	queued, err := i.Enqueue(ctx, *req)
 	if err != nil {
 		log.Error("webhook: enqueue failed", "err", err, "contact", req.ContactID)
 		i.answer(w, http.StatusServiceUnavailable, WebhookUnavailable)
