@@ -188,8 +188,11 @@ func idTime(id string) (time.Time, bool) {
 	return time.UnixMilli(n), true
 }
 
+// isNoGroup recognises Redis's NOGROUP reply: the stream or the group is
+// gone, as after a restart of a Redis without persistence.
 func isNoGroup(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP")
 }
 
 // ensureGroup creates the stream and the consumer group. The group starts at

@@ -263,7 +263,7 @@ func (i *Intake) fail(ctx context.Context, log *slog.Logger, id string, j job, c
 	body, _ := json.Marshal(j)
 	if i.settle(ctx, id, "dead", string(body), reason) {
 		log.Error("request failed for good; moved to the dead-letter stream", "reason", reason)
-		i.hookProcessed(OutcomeFailed, 0)
+		i.hookProcessed(OutcomeFailed, i.cfg.Now().Sub(time.UnixMilli(j.Enqueued)))
 	}
 }
 
@@ -375,12 +375,14 @@ func (i *Intake) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// maintain moves due retries back into the stream until the intake stops.
+// maintain moves due retries back into the stream and, now and then, drops
+// consumers left behind by replicas that are gone, until the intake stops.
 func (i *Intake) maintain(ctx context.Context) {
 	defer i.workers.Done()
 	every := min(time.Second, max(i.cfg.RetryDelay/4, 20*time.Millisecond))
 	t := time.NewTicker(every)
 	defer t.Stop()
+	lastSweep := time.Now()
 	for !i.stopping.Load() {
 		select {
 		case <-ctx.Done():
@@ -390,6 +392,42 @@ func (i *Intake) maintain(ctx context.Context) {
 		now := i.cfg.Now().UnixMilli()
 		if err := moveDueScript.Run(ctx, i.rdb, []string{i.keys.retry, i.keys.stream}, now, 100).Err(); err != nil && ctx.Err() == nil {
 			i.log.Warn("moving due retries failed", "err", err)
+		}
+		if time.Since(lastSweep) > consumerSweepEvery {
+			lastSweep = time.Now()
+			i.dropIdleConsumers(ctx, consumerIdleLimit)
+		}
+	}
+}
+
+const (
+	consumerSweepEvery = 10 * time.Minute
+	consumerIdleLimit  = time.Hour
+)
+
+// dropConsumerScript deletes a consumer only if it holds no pending
+// messages, checked atomically: deleting one with pending entries would
+// lose them.
+var dropConsumerScript = redis.NewScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])`)
+
+// dropIdleConsumers removes consumers idle longer than limit with nothing
+// pending. Every replica start adds a consumer name; without this the group
+// would list every replica that ever ran. A live consumer that happens to be
+// dropped is recreated by its next read.
+func (i *Intake) dropIdleConsumers(ctx context.Context, limit time.Duration) {
+	cs, err := i.rdb.XInfoConsumers(ctx, i.keys.stream, groupName).Result()
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		if c.Name == i.cfg.Consumer || c.Pending > 0 || c.Idle < limit {
+			continue
+		}
+		if n, err := dropConsumerScript.Run(ctx, i.rdb, []string{i.keys.stream}, groupName, c.Name).Int(); err == nil && n >= 0 {
+			i.log.Info("dropped an idle consumer", "consumer", c.Name, "idle", c.Idle)
 		}
 	}
 }

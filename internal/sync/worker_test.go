@@ -412,3 +412,63 @@ func TestLocker(t *testing.T) {
 		t.Error("lock key left behind")
 	}
 }
+
+func TestRedisRestart(t *testing.T) {
+	// Redis without persistence restarts empty: workers see NOGROUP,
+	// recreate the consumer group and carry on. (Requests lost with the old
+	// data are found again by the poller, which has lost its delta link and
+	// runs the full query.)
+	r := newRig(t)
+	i := r.intake(t, nil)
+	start(t, i)
+	ctx := context.Background()
+	first := contactID(1)
+	r.dv.set(first, testCols.Requested, "P", "")
+	if _, err := i.Enqueue(ctx, Request{ContactID: first, Source: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first sent", 5*time.Second, func() bool { return r.dv.status(first) == testCols.Sent })
+	r.srv.Restart(t)
+	second := contactID(2)
+	r.dv.set(second, testCols.Requested, "P", "")
+	waitFor(t, "enqueue after restart", 10*time.Second, func() bool {
+		_, err := i.Enqueue(ctx, Request{ContactID: second, Source: "test"})
+		return err == nil
+	})
+	waitFor(t, "second sent", 10*time.Second, func() bool { return r.dv.status(second) == testCols.Sent })
+}
+
+func TestDropIdleConsumers(t *testing.T) {
+	r := newRig(t)
+	i := r.intake(t, func(c *Config) { c.Consumer = "me" })
+	ctx := context.Background()
+	if err := i.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{contactID(1), contactID(2)} {
+		if _, err := i.Enqueue(ctx, Request{ContactID: id, Source: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(consumer string) {
+		if err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: groupName, Consumer: consumer,
+			Streams: []string{i.keys.stream, ">"}, Count: 1}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read("gone-with-work") // holds one pending message
+	r.rdb.XGroupCreateConsumer(ctx, i.keys.stream, groupName, "gone-empty")
+	time.Sleep(20 * time.Millisecond)
+	i.dropIdleConsumers(ctx, 10*time.Millisecond)
+	cs, err := r.rdb.XInfoConsumers(ctx, i.keys.stream, groupName).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	if strings.Join(names, ",") != "gone-with-work" {
+		t.Errorf("consumers left: %v, want only the one holding work", names)
+	}
+}
