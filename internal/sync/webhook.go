@@ -157,6 +157,8 @@ func (i *Intake) authorized(r *http.Request) bool {
 
 var errMalformed = errors.New("malformed event")
 
+const nilGUID = "00000000-0000-0000-0000-000000000000"
+
 // decide turns an execution context into a Request, or nil with the reason
 // it needs nothing. Errors wrapping errMalformed mean a 400; others mean the
 // contact could not be read back (503).
@@ -177,7 +179,7 @@ func (i *Intake) decide(ctx context.Context, h http.Header, rc *RemoteExecutionC
 	}
 	target := rc.Target()
 	id := rc.PrimaryEntityID
-	if id == "" && target != nil {
+	if id == "" && target != nil && target.ID != nilGUID { // a Create's Target may carry the empty GUID
 		id = target.ID
 	}
 	if id == "" && target != nil {
@@ -191,7 +193,7 @@ func (i *Intake) decide(ctx context.Context, h http.Header, rc *RemoteExecutionC
 			id, _ = normalizeGUID(s)
 		}
 	}
-	if id == "" {
+	if id == "" || id == nilGUID {
 		return nil, "", fmt.Errorf("%w: contact %s event without a contact id", errMalformed, msg)
 	}
 

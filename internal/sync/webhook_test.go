@@ -108,6 +108,13 @@ func TestWebhookMalformed(t *testing.T) {
 			}
 		})
 	}
+	// A Create whose only id is the Target's empty GUID.
+	w0 := post(h, "/hooks/dataverse?code=s3cret", `{"MessageName":"Create","PrimaryEntityName":"contact",
+	  "InputParameters":[{"key":"Target","value":{"__type":"Entity:x","LogicalName":"contact","Id":"00000000-0000-0000-0000-000000000000",
+	  "Attributes":[{"key":"pinv_portalinvitestatus","value":{"__type":"OptionSetValue:x","Value":100000000}}]}}]}`, nil)
+	if w0.Code != http.StatusBadRequest {
+		t.Errorf("empty GUID: status %d, want 400", w0.Code)
+	}
 	// Valid JSON but no contact id for a contact event.
 	w := post(h, "/hooks/dataverse?code=s3cret", `{"MessageName":"Update","PrimaryEntityName":"contact"}`, nil)
 	if w.Code != http.StatusBadRequest || w.Header().Get("X-Request-Id") == "" {
