@@ -8,10 +8,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/dataverse/emulator"
+	"github.com/d365portal/connector/internal/dvtest"
 	"github.com/d365portal/connector/internal/invite"
 	"github.com/d365portal/connector/internal/redistest"
 )
@@ -38,20 +38,8 @@ func (c dvContacts) FindContactByEmail(ctx context.Context, email string) (strin
 // Dataverse emulator: the whole life of an invitation, the domain refusals,
 // and every body checked against the OpenAPI document.
 func TestAgainstEmulator(t *testing.T) {
-	em, err := emulator.Start(emulator.Options{Auth: emulator.AuthOptions{Disabled: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
-	demo, err := emulator.SeedDemo(em.Server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dv, err := dataverse.New(dataverse.Config{URL: em.OrgURL}, nil, &dataverse.Options{HTTPClient: em.HTTPClient,
-		RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	org := dvtest.Start(t, dataverse.Config{})
+	em, demo, dv := org.Emu, org.Demo, org.DV
 	const portal = "Contoso Partner Portal"
 	svc, err := invite.New(dv, invite.Config{Portals: []invite.Portal{{Name: portal, WebsiteID: emulator.DemoSiteID,
 		BaseURL: "https://partners.contoso.example", DefaultRoles: []string{"Partners"},

@@ -5,12 +5,12 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/dataverse/emulator"
+	"github.com/d365portal/connector/internal/dvtest"
 )
 
 const (
@@ -19,46 +19,21 @@ const (
 	goodPassword   = "Blue-Kettle-42"
 )
 
-// clock is the service's time, moved by tests (expiry, lockout, role cache).
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	t     *testing.T
 	em    *emulator.Running
 	dv    *dataverse.Client
 	svc   *Service
 	demo  *emulator.Demo
-	clock *clock
+	clock *dvtest.Clock
 	ctx   context.Context
 }
 
 func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Helper()
-	em, err := emulator.Start(emulator.Options{Auth: emulator.AuthOptions{Disabled: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
-	demo, err := emulator.SeedDemo(em.Server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dv, err := dataverse.New(dataverse.Config{URL: em.OrgURL}, nil, &dataverse.Options{HTTPClient: em.HTTPClient,
-		RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Now()}
+	org := dvtest.Start(t, dataverse.Config{})
+	em, demo, dv := org.Emu, org.Demo, org.DV
+	clk := dvtest.NewClock()
 	cfg := Config{
 		Portals: []Portal{
 			{Name: partnerPortal, WebsiteID: emulator.DemoSiteID, BaseURL: "https://partners.contoso.example/",

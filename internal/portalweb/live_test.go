@@ -6,27 +6,14 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/dataverse/emulator"
+	"github.com/d365portal/connector/internal/dvtest"
 	"github.com/d365portal/connector/internal/invite"
 )
-
-// clock is the invitation service's time, moved by tests (expiry, lockout).
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // live is the site over the real invitation service, the real Dataverse
 // client and the Dataverse emulator, with a real redis-server.
@@ -36,7 +23,7 @@ type live struct {
 	dv    *dataverse.Client
 	svc   *invite.Service
 	demo  *emulator.Demo
-	clock *clock
+	clock *dvtest.Clock
 	ctx   context.Context
 }
 
@@ -48,21 +35,8 @@ type liveOpts struct {
 
 func newLive(t testing.TB, o liveOpts) *live {
 	t.Helper()
-	em, err := emulator.Start(emulator.Options{Auth: emulator.AuthOptions{Disabled: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
-	demo, err := emulator.SeedDemo(em.Server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dv, err := dataverse.New(dataverse.Config{URL: em.OrgURL, MaxRetries: 1}, nil, &dataverse.Options{HTTPClient: em.HTTPClient,
-		RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &live{em: em, dv: dv, demo: demo, clock: &clock{t: time.Now()}, ctx: context.Background()}
+	org := dvtest.Start(t, dataverse.Config{MaxRetries: 1})
+	l := &live{em: org.Emu, dv: org.DV, demo: org.Demo, clock: dvtest.NewClock(), ctx: context.Background()}
 	build := func(baseURL string) Accounts {
 		cfg := invite.Config{
 			Portals: []invite.Portal{{Name: testPortal, WebsiteID: emulator.DemoSiteID, BaseURL: baseURL,
@@ -76,7 +50,7 @@ func newLive(t testing.TB, o liveOpts) *live {
 		if o.service != nil {
 			o.service(&cfg)
 		}
-		svc, err := invite.New(dv, cfg)
+		svc, err := invite.New(l.dv, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
