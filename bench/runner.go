@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"time"
+)
+
+// Parts of each suite, in the order they run.
+var (
+	benchParts = []string{"requests", "throughput", "latency", "site", "polling"}
+	chaosParts = []string{"pipeline", "race", "bruteforce", "malformed", "fuzz"}
+)
+
+type part struct {
+	name string
+	run  func(context.Context, *harness, options) *Section
+}
+
+func runBenchmarks(ctx context.Context, h *harness, o options, rep *Report) {
+	runParts(ctx, h, o, rep, []part{
+		{"requests", benchRequests},
+		{"throughput", benchThroughput},
+		{"latency", benchLatency},
+		{"site", benchSite},
+		{"polling", benchPolling},
+	})
+}
+
+func runChaos(ctx context.Context, h *harness, o options, rep *Report) {
+	runParts(ctx, h, o, rep, []part{
+		{"pipeline", chaosPipeline},
+		{"race", chaosRace},
+		{"bruteforce", chaosBruteForce},
+		{"malformed", chaosMalformed},
+		{"fuzz", chaosFuzz},
+	})
+}
+
+func runParts(ctx context.Context, h *harness, o options, rep *Report, parts []part) {
+	for _, p := range parts {
+		if !o.wanted(p.name) || ctx.Err() != nil {
+			continue
+		}
+		h.logf("== %s", p.name)
+		start := time.Now()
+		s := p.run(ctx, h, o)
+		s.Elapsed = time.Since(start).Round(100 * time.Millisecond).String()
+		switch {
+		case s.Error != "":
+			h.logf("== %s: could not run: %s", p.name, s.Error)
+		case len(s.Failures) > 0:
+			h.logf("== %s: FAILED (%d checks) in %s", p.name, len(s.Failures), s.Elapsed)
+		default:
+			h.logf("== %s: done in %s", p.name, s.Elapsed)
+		}
+		rep.add(s)
+	}
+}
