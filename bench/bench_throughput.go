@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -36,6 +37,10 @@ type throughputResult struct {
 	Duplicated         int     `json:"duplicated"`
 	DeadLetters        int64   `json:"dead_letters"`
 	PeakWindowRequests int     `json:"peak_requests_in_any_window"`
+	// Lag[m-1] is how much later than the ideal (first request + m windows)
+	// request m·budget+1 started: the time the pacer lost by window m.
+	Lag    []float64 `json:"lag_s_by_window"`
+	MaxLag float64   `json:"max_lag_s"`
 }
 
 // benchThroughput runs the intake pipeline against the emulator enforcing
@@ -163,6 +168,10 @@ func benchThroughput(ctx context.Context, h *harness, o options) (sec *Section) 
 	res.AchievedPerSecond = float64(n) / res.Elapsed
 	res.Fraction = res.MinElapsed / res.Elapsed
 	res.PeakWindowRequests = peakWindow(log, emulator.AppUserID, w)
+	res.Lag = scheduleLag(log, emulator.AppUserID, b, w)
+	for _, l := range res.Lag {
+		res.MaxLag = max(res.MaxLag, l)
+	}
 
 	sec.Columns = []string{"contacts", "limit", "requests / invitation", "ceiling (inv/s)", "achieved (inv/s)", "fraction of ceiling", "run time (shortest possible)", "429s", "lost", "duplicated", "dead letters"}
 	sec.row(n, fmt.Sprintf("%d req / %s", b, w), res.RequestsPerInvite, res.CeilingPerSecond,
@@ -172,7 +181,7 @@ func benchThroughput(ctx context.Context, h *harness, o options) (sec *Section) 
 	sec.note("Emulator limits: `throttle.Default().Scaled(%g)`: %d requests and %s of execution per %s sliding window, %d concurrent — Dataverse's shape (6000 per 300 s) at the same 20 requests/s.", scale, b, limits.MaxExecution, w, limits.MaxConcurrent)
 	sec.note("Ceiling: no %s interval may hold more than %d requests, so the %d requests admitted cannot finish sooner than ⌊(%d−1)/%d⌋ × %s = %.0f s after the first; ceiling = invitations ÷ that time, fraction = that time ÷ the measured run (from the first worker start to the last email). In the long run the ceiling tends to %.2f invitations/s (%.0f requests/s ÷ %.2f requests per invitation).",
 		w, b, res.Admitted, res.Admitted, b, w, res.MinElapsed, res.LongRunCeiling, rate, res.RequestsPerInvite)
-	sec.note("Peak requests admitted in any %s window: %d (limit %d). Every 429 made the client hold all requests for its Retry-After (whole seconds).", w, res.PeakWindowRequests, b)
+	sec.note("Peak requests admitted in any %s window: %d (limit %d). Every 429 made the client hold all requests for its Retry-After (whole seconds). Time lost against the ideal schedule (request m×%d+1 starting m windows after the first), by window: %s s.", w, res.PeakWindowRequests, b, b, floats(res.Lag))
 	sec.note("Pipeline in-process (the same sync, invite and dataverse packages and defaults as `connector serve`, 4 workers) because the binary has no setting for the pacer's window: it assumes Dataverse's 300 s, and against a window scaled to %s it would wait up to 300 s for budget that is already free. The requests were queued without Dataverse reads, as webhooks deliver them.", w)
 	sec.check(res.Lost == 0, "%d invitations lost", res.Lost)
 	sec.check(res.Duplicated == 0, "%d duplicate invitations or emails", res.Duplicated)
@@ -199,4 +208,30 @@ func peakWindow(log []emulator.LoggedRequest, caller string, w time.Duration) in
 		best = max(best, i-j+1)
 	}
 	return best
+}
+
+// scheduleLag compares, for each window m, when request m·budget+1 started
+// with the earliest the limit allows (m windows after the first request).
+func scheduleLag(log []emulator.LoggedRequest, caller string, budget int, w time.Duration) []float64 {
+	var starts []time.Time
+	for _, l := range log {
+		if l.Caller == caller && !l.InBatch && l.Route != "sts" && l.Status != http.StatusTooManyRequests {
+			starts = append(starts, l.Time.Add(-l.Duration))
+		}
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	var lag []float64
+	for m := 1; m*budget < len(starts); m++ {
+		ideal := starts[0].Add(time.Duration(m) * w)
+		lag = append(lag, math.Round(starts[m*budget].Sub(ideal).Seconds()*10)/10)
+	}
+	return lag
+}
+
+func floats(v []float64) string {
+	parts := make([]string, len(v))
+	for i, f := range v {
+		parts[i] = fmt.Sprintf("%.1f", f)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +34,8 @@ type pipelineResult struct {
 	Events         []string    `json:"events"`
 	Elapsed        string      `json:"elapsed"`
 	ByStatus       map[int]int `json:"emulator_by_status"`
+	// Counters sums the /metrics series of the replicas alive at the end.
+	Counters map[string]float64 `json:"replica_counters"`
 }
 
 // chaosPipeline: three replicas, every webhook delivered twice, 20% of the
@@ -69,7 +75,15 @@ func chaosPipeline(ctx context.Context, h *harness, o options) (sec *Section) {
 	sec.check(res.QueueLeft == 0, "queue not drained: %d", res.QueueLeft)
 	sec.note("%d replicas of `connector serve` behind the loopback balancer, one redis-server with `appendonly yes`, `appendfsync always`; intake.lease 10s, poll every 5s. Emulator: `UniformFaults(%.2f)` on every Web API request (40%% 429 with Retry-After 1s, 30%% 503, 10%% 500, 20%% connection reset), `Webhooks.Duplicate = 1` (every delivery sent twice).", res.Replicas, res.FaultRate)
 	sec.note("Clicks: %d. Webhook POSTs at the balancer: %d, answers %v; %d attempts found a replica gone and went to the next, %d answered 503 with none left.", res.Clicks, res.WebhookPOSTs, res.WebhookAnswers, res.Failovers, res.Refused)
-	sec.note("Emulator: %d requests, %d × 429, %d injected faults; by status %v.", res.Requests, res.Throttled, res.Faults, res.ByStatus)
+	sec.note("Emulator: %d requests (the clicks included), %d × 429, %d injected faults; by status %v.", res.Requests, res.Throttled, res.Faults, res.ByStatus)
+	k := res.Counters
+	sec.note("Replica counters (`/metrics` of the three replicas at the end; the killed one's counts from before its crash are lost with it): webhook deliveries accepted %.0f, duplicate %.0f, ignored %.0f, unavailable %.0f; enqueued from webhooks %.0f (+%.0f dropped as duplicates), from the poller %.0f (+%.0f); worker outcomes sent %.0f, skipped %.0f (contact no longer Requested: a duplicate), retried %.0f, failed %.0f.",
+		k[`connector_webhook_deliveries_total{outcome="accepted"}`], k[`connector_webhook_deliveries_total{outcome="duplicate"}`],
+		k[`connector_webhook_deliveries_total{outcome="ignored"}`], k[`connector_webhook_deliveries_total{outcome="unavailable"}`],
+		k[`connector_queue_enqueued_total{duplicate="false",source="webhook"}`], k[`connector_queue_enqueued_total{duplicate="true",source="webhook"}`],
+		k[`connector_queue_enqueued_total{duplicate="false",source="poll"}`], k[`connector_queue_enqueued_total{duplicate="true",source="poll"}`],
+		k[`connector_queue_processed_seconds_count{outcome="sent"}`], k[`connector_queue_processed_seconds_count{outcome="skipped"}`],
+		k[`connector_queue_processed_seconds_count{outcome="retry"}`], k[`connector_queue_processed_seconds_count{outcome="failed"}`])
 	sec.note("Timeline: %s. All sent after %s.", strings.Join(res.Events, "; "), res.Elapsed)
 	sec.Data = res
 	return sec
@@ -145,7 +159,7 @@ func runPipelineChaos(ctx context.Context, h *harness, n int, quick bool) (*pipe
 	event("all %d clicks done", len(clicked))
 	timeout := 8 * time.Minute
 	if quick {
-		timeout = 75 * time.Second
+		timeout = 2 * time.Minute
 	}
 	_, werr := c.org.waitSent(ctx, cs, timeout-time.Since(start), func(k int) { st.logf("%d/%d sent", k, n) })
 	wg.Wait()
@@ -162,6 +176,7 @@ func runPipelineChaos(ctx context.Context, h *harness, n int, quick bool) (*pipe
 	res.Requests, res.Throttled, res.Faults, res.ByStatus = stats.Total, stats.Throttled, stats.Faults, stats.ByStatus
 	res.WebhookPOSTs, res.Failovers, res.Refused = c.lb.hooks.Load(), c.lb.failovers.Load(), c.lb.refused.Load()
 	res.WebhookAnswers = c.lb.hookStatuses()
+	res.Counters = scrapeCounters(c.replicas, "connector_webhook_deliveries_total", "connector_queue_enqueued_total", "connector_queue_processed_seconds_count")
 	if chaosErr != nil {
 		return res, chaosErr
 	}
@@ -176,10 +191,12 @@ func runPipelineChaos(ctx context.Context, h *harness, n int, quick bool) (*pipe
 	return res, nil
 }
 
-// chaosSchedule kills and restarts a replica and Redis at points of the run.
+// chaosSchedule kills and restarts a replica and Redis at points of the run:
+// the replica once a third of the invitations are out, Redis while the
+// last clicks' webhooks are still arriving.
 func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quick bool, sent func() int, event func(string, ...any)) error {
-	waitFor := func(k int) bool {
-		for sent() < k {
+	waitFor := func(done func() bool) bool {
+		for !done() {
 			select {
 			case <-ctx.Done():
 				return false
@@ -188,14 +205,15 @@ func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quic
 		}
 		return true
 	}
+	sentAtLeast := func(k int) func() bool { return func() bool { return sent() >= k } }
 	if quick {
-		if !waitFor(n / 3) {
+		if !waitFor(sentAtLeast(n / 3)) {
 			return nil
 		}
 		if err := restartRedis(c, event); err != nil {
 			return err
 		}
-		if !waitFor(n / 2) {
+		if !waitFor(sentAtLeast(n / 2)) {
 			return nil
 		}
 		if err := victim.start(ctx); err != nil {
@@ -204,7 +222,7 @@ func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quic
 		event("%s restarted", victim.Name)
 		return nil
 	}
-	if !waitFor(n * 3 / 10) {
+	if !waitFor(sentAtLeast(n * 3 / 10)) {
 		return nil
 	}
 	victim.kill()
@@ -214,7 +232,7 @@ func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quic
 		return fmt.Errorf("restart %s: %w", victim.Name, err)
 	}
 	event("%s restarted", victim.Name)
-	if !waitFor(n * 6 / 10) {
+	if !waitFor(func() bool { return c.org.clicks.Load() >= int64(n*85/100) || sent() >= n/2 }) {
 		return nil
 	}
 	return restartRedis(c, event)
@@ -255,4 +273,38 @@ func drainQueue(ctx context.Context, rs *redisServer, timeout time.Duration) (le
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// scrapeCounters sums the named series over the replicas' /metrics, keyed
+// by the series as printed (name{labels}).
+func scrapeCounters(rs []*replica, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, r := range rs {
+		resp, err := client.Get(r.URL + "/metrics")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			series, val, ok := strings.Cut(line, " ")
+			if !ok {
+				continue
+			}
+			name, _, _ := strings.Cut(series, "{")
+			if !slices.Contains(names, name) {
+				continue
+			}
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				out[series] += v
+			}
+		}
+		resp.Body.Close()
+	}
+	return out
 }

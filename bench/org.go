@@ -33,8 +33,9 @@ var clickRoles = []string{"Authenticated Users", "Partners"}
 // org is a TLS Dataverse emulator with the demo seed.
 type org struct {
 	*emulator.Running
-	seed *emulator.Demo
-	crm  *dataverse.Client
+	seed   *emulator.Demo
+	crm    *dataverse.Client
+	clicks atomic.Int64 // successful clicks so far
 }
 
 func startOrg(o emulator.Options) (*org, error) {
@@ -130,6 +131,7 @@ func (g *org) click(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("click invite on %s: %w", id, err)
 	}
+	g.clicks.Add(1)
 	return nil
 }
 

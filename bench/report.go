@@ -119,6 +119,10 @@ func newReport(o options, args []string) *Report {
 	}
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		r.Commit = strings.TrimSpace(string(out))
+		// Uncommitted changes to the code measured (results excepted).
+		if st, err := exec.Command("git", "status", "--porcelain", "--", ".", ":!bench/results", ":!docs").Output(); err == nil && len(st) > 0 {
+			r.Commit += "-dirty"
+		}
 	}
 	return r
 }
