@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -36,6 +37,14 @@ type pipelineResult struct {
 	ByStatus       map[int]int `json:"emulator_by_status"`
 	// Counters sums the /metrics series of the replicas alive at the end.
 	Counters map[string]float64 `json:"replica_counters"`
+	// OrphanedLocks are the per-contact invite locks the killed replica
+	// held; OrphanDelays how long after the kill those contacts were sent.
+	OrphanedLocks []string  `json:"orphaned_invite_locks"`
+	OrphanDelays  []float64 `json:"orphaned_sent_after_kill_s"`
+
+	mu         sync.Mutex
+	killedAt   time.Time
+	orphanDone chan struct{} // closed when OrphanedLocks is known
 }
 
 // chaosPipeline: three replicas, every webhook delivered twice, 20% of the
@@ -85,6 +94,11 @@ func chaosPipeline(ctx context.Context, h *harness, o options) (sec *Section) {
 		k[`connector_queue_processed_seconds_count{outcome="sent"}`], k[`connector_queue_processed_seconds_count{outcome="skipped"}`],
 		k[`connector_queue_processed_seconds_count{outcome="retry"}`], k[`connector_queue_processed_seconds_count{outcome="failed"}`])
 	sec.note("Timeline: %s. All sent after %s.", strings.Join(res.Events, "; "), res.Elapsed)
+	if len(res.OrphanedLocks) > 0 {
+		sec.note("The killed replica died holding %d per-contact invite locks; those contacts were sent %s s after the kill: a reclaimed request waits for the lock's fixed two-minute TTL (invite.Config.LockTTL, not tied to intake.lease).", len(res.OrphanedLocks), floats(res.OrphanDelays))
+	} else if !res.killedAt.IsZero() {
+		sec.note("The killed replica held no per-contact invite lock when it died.")
+	}
 	sec.Data = res
 	return sec
 }
@@ -149,7 +163,7 @@ func runPipelineChaos(ctx context.Context, h *harness, n int, quick bool) (*pipe
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		chaosErr = chaosSchedule(chaosCtx, c, victim, n, quick, sentCount, event)
+		chaosErr = chaosSchedule(chaosCtx, c, victim, n, quick, sentCount, event, res)
 	}()
 
 	clicked, err := c.org.clickAll(ctx, cs, 8, 0)
@@ -176,6 +190,27 @@ func runPipelineChaos(ctx context.Context, h *harness, n int, quick bool) (*pipe
 	res.Requests, res.Throttled, res.Faults, res.ByStatus = stats.Total, stats.Throttled, stats.Faults, stats.ByStatus
 	res.WebhookPOSTs, res.Failovers, res.Refused = c.lb.hooks.Load(), c.lb.failovers.Load(), c.lb.refused.Load()
 	res.WebhookAnswers = c.lb.hookStatuses()
+	res.mu.Lock()
+	done := res.orphanDone
+	res.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	res.mu.Lock()
+	if !res.killedAt.IsZero() {
+		sent := c.org.sentTo()
+		for _, k := range res.OrphanedLocks {
+			id := strings.Split(strings.TrimPrefix(k, "pinv:lock:invite:"), ":")[0]
+			for _, ct := range cs {
+				if ct.ID == id {
+					if at := sent[strings.ToLower(ct.Email)]; len(at) > 0 {
+						res.OrphanDelays = append(res.OrphanDelays, math.Round(at[0].Sub(res.killedAt).Seconds()*10)/10)
+					}
+				}
+			}
+		}
+	}
+	res.mu.Unlock()
 	res.Counters = scrapeCounters(c.replicas, "connector_webhook_deliveries_total", "connector_queue_enqueued_total", "connector_queue_processed_seconds_count")
 	if chaosErr != nil {
 		return res, chaosErr
@@ -194,7 +229,7 @@ func runPipelineChaos(ctx context.Context, h *harness, n int, quick bool) (*pipe
 // chaosSchedule kills and restarts a replica and Redis at points of the run:
 // the replica once a third of the invitations are out, Redis while the
 // last clicks' webhooks are still arriving.
-func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quick bool, sent func() int, event func(string, ...any)) error {
+func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quick bool, sent func() int, event func(string, ...any), res *pipelineResult) error {
 	waitFor := func(done func() bool) bool {
 		for !done() {
 			select {
@@ -227,6 +262,26 @@ func chaosSchedule(ctx context.Context, c *cluster, victim *replica, n int, quic
 	}
 	victim.kill()
 	event("SIGKILL %s", victim.Name)
+	res.mu.Lock()
+	res.killedAt, res.orphanDone = time.Now(), make(chan struct{})
+	res.mu.Unlock()
+	held := inviteLocks(ctx, c.redis)
+	go func() {
+		defer close(res.orphanDone)
+		// A live Invite holds its lock for well under 30 s; one still held
+		// by the same token then was the killed replica's.
+		time.Sleep(30 * time.Second)
+		now := inviteLocks(ctx, c.redis)
+		var orphaned []string
+		for k, v := range held {
+			if now[k] == v {
+				orphaned = append(orphaned, k)
+			}
+		}
+		res.mu.Lock()
+		res.OrphanedLocks = orphaned
+		res.mu.Unlock()
+	}()
 	time.Sleep(3 * time.Second)
 	if err := victim.start(ctx); err != nil {
 		return fmt.Errorf("restart %s: %w", victim.Name, err)
@@ -305,6 +360,20 @@ func scrapeCounters(rs []*replica, names ...string) map[string]float64 {
 			}
 		}
 		resp.Body.Close()
+	}
+	return out
+}
+
+// inviteLocks returns the per-contact invite locks in Redis (key -> token).
+func inviteLocks(ctx context.Context, rs *redisServer) map[string]string {
+	rdb := rs.client()
+	defer rdb.Close()
+	out := map[string]string{}
+	iter := rdb.Scan(ctx, 0, "pinv:lock:invite:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if v, err := rdb.Get(ctx, iter.Val()).Result(); err == nil {
+			out[iter.Val()] = v
+		}
 	}
 	return out
 }
