@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
@@ -265,6 +266,15 @@ func (s *Server) parseForm(c *gin.Context) error {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Key: "too_large", Err: err}
 		}
 		return &Error{Status: http.StatusBadRequest, Key: "bad_request", Err: err}
+	}
+	// A browser always sends UTF-8; anything else would end up as
+	// replacement characters in Dataverse (a user name nobody can type).
+	for name, values := range c.Request.PostForm {
+		for _, v := range values {
+			if !utf8.ValidString(v) || !utf8.ValidString(name) {
+				return &Error{Status: http.StatusBadRequest, Key: "bad_request", Err: fmt.Errorf("form field %q is not valid UTF-8", name)}
+			}
+		}
 	}
 	return nil
 }

@@ -714,6 +714,8 @@ func TestBodyLimitAndContentType(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, h.ts.URL+"/login", strings.NewReader(`{"login":"a"}`))
 	req.Header.Set("Content-Type", "application/json")
 	b.do(req).wantStatus(http.StatusUnsupportedMediaType)
+	// Invalid UTF-8 never reaches the service (it would be stored as U+FFFD).
+	b.post("/login", url.Values{"csrf_token": {token}, "login": {"ab\xffcd"}, "password": {"x"}}).wantStatus(http.StatusBadRequest)
 }
 
 func TestStaticAssets(t *testing.T) {

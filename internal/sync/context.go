@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // RemoteExecutionContext is what a Dataverse webhook posts: the serialized
@@ -119,6 +120,11 @@ func perr(path, format string, args ...any) error {
 // "__type" tags, key case, and JSON objects where a key/value list is
 // expected. Errors are *ParseError.
 func ParseContext(data []byte) (*RemoteExecutionContext, error) {
+	// Dataverse sends UTF-8; Go's decoder would silently turn invalid bytes
+	// into U+FFFD and let a forged or corrupted body through.
+	if !utf8.Valid(data) {
+		return nil, perr("", "body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var raw any

@@ -175,6 +175,7 @@ func TestParseLenient(t *testing.T) {
 // queued). Shared with the handler tests.
 var malformedBodies = map[string]string{
 	"empty":                 ``,
+	"invalid utf-8":         "{\"MessageName\":\"Update\",\"OrganizationName\":\"ab\xffcd\"}",
 	"not json":              `<xml/>`,
 	"array":                 `[1,2]`,
 	"string":                `"hello"`,
