@@ -61,6 +61,9 @@ func inviteConfig(c *config.Config, log *slog.Logger, locker invite.Locker) (inv
 		ResetPasswordTTL: id.ResetTokenLifetime.D(),
 		Logger:           log,
 		Locker:           locker,
+		// The Redis lock is refreshed while held, so its TTL only matters
+		// after a crash: then another replica may take over after one lease.
+		LockTTL: c.Intake.Lease.D(),
 	}
 	if pp.EnforceClasses {
 		ic.PasswordPolicy.MinClasses = 3
