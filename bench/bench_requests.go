@@ -15,18 +15,18 @@ import (
 
 // requestsResult is benchmark 1's data.
 type requestsResult struct {
-	Invitations         int     `json:"invitations"`
-	Redemptions         int     `json:"redemptions"`
-	ConnInvite          float64 `json:"connector_requests_per_invitation"`
-	ConnInviteOps       float64 `json:"connector_operations_per_invitation"`
-	ConnPage            float64 `json:"connector_requests_per_invitation_page"`
-	ConnSignup          float64 `json:"connector_requests_per_signup"`
-	ConnSignupOps       float64 `json:"connector_operations_per_signup"`
-	NaiveInvite         float64 `json:"naive_requests_per_invitation"`
-	NaivePage           float64 `json:"naive_requests_per_invitation_page"`
-	NaiveSignup         float64 `json:"naive_requests_per_signup"`
-	ConnInviteRoutes    map[string]float64
-	ConnRedemptionRoute map[string]float64
+	Invitations         int                `json:"invitations"`
+	Redemptions         int                `json:"redemptions"`
+	ConnInvite          float64            `json:"connector_requests_per_invitation"`
+	ConnInviteOps       float64            `json:"connector_operations_per_invitation"`
+	ConnPage            float64            `json:"connector_requests_per_invitation_page"`
+	ConnSignup          float64            `json:"connector_requests_per_signup"`
+	ConnSignupOps       float64            `json:"connector_operations_per_signup"`
+	NaiveInvite         float64            `json:"naive_requests_per_invitation"`
+	NaivePage           float64            `json:"naive_requests_per_invitation_page"`
+	NaiveSignup         float64            `json:"naive_requests_per_signup"`
+	ConnInviteRoutes    map[string]float64 `json:"connector_invitation_routes"`
+	ConnRedemptionRoute map[string]float64 `json:"connector_redemption_routes"`
 }
 
 // benchRequests counts the Dataverse requests the connector makes per

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,18 +82,12 @@ func benchThroughput(ctx context.Context, h *harness, o options) (sec *Section) 
 		sec.Error = err.Error()
 		return sec
 	}
-	var (
-		mu        sync.Mutex
-		sentAt    []time.Time
-		throttled atomic.Int64
-	)
+	var sent, throttled atomic.Int64
 	p, err := newInProcess(inProcessOptions{
 		Org: g, Redis: rs, Window: limits.Window,
 		Hooks: intake.Hooks{Processed: func(outcome string, _ time.Duration) {
 			if outcome == intake.OutcomeSent {
-				mu.Lock()
-				sentAt = append(sentAt, time.Now())
-				mu.Unlock()
+				sent.Add(1)
 			}
 		}},
 		DVHooks: dataverse.Hooks{OnThrottle: func(dataverse.RequestInfo, time.Duration) { throttled.Add(1) }},
@@ -123,9 +116,7 @@ func benchThroughput(ctx context.Context, h *harness, o options) (sec *Section) 
 	timeout := 10 * time.Minute
 	lastLog := start
 	for {
-		mu.Lock()
-		done := len(sentAt)
-		mu.Unlock()
+		done := int(sent.Load())
 		if done >= n {
 			break
 		}

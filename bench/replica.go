@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -135,6 +137,9 @@ type replica struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	// startExits counts processes that exited during startup and were
+	// started again.
+	startExits atomic.Int64
 }
 
 // startReplica writes the replica's config file and starts it.
@@ -164,8 +169,24 @@ func connectorEnv(g *org) []string {
 		"BENCH_DV_SECRET="+g.ClientSecret, "BENCH_WEBHOOK_KEY="+webhookKey, "BENCH_TOKEN_SECRET="+tokenSecret)
 }
 
-// start runs the process and waits until /healthz answers.
+// start runs the process and waits until /healthz answers. A process that
+// exits during startup is started again, as a supervisor would: under
+// injected faults its startup WhoAmI can meet a 500, which the client does
+// not retry.
 func (r *replica) start(ctx context.Context) error {
+	var err error
+	for range 5 {
+		if err = r.startOnce(ctx); err == nil || !errors.Is(err, errExitedAtStart) {
+			return err
+		}
+		r.startExits.Add(1)
+	}
+	return err
+}
+
+var errExitedAtStart = errors.New("exited at start")
+
+func (r *replica) startOnce(ctx context.Context) error {
 	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("replica %s log: %w", r.Name, err)
@@ -187,7 +208,7 @@ func (r *replica) start(ctx context.Context) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
-			return fmt.Errorf("replica %s exited at start:\n%s", r.Name, r.logTail(20))
+			return fmt.Errorf("replica %s %w:\n%s", r.Name, errExitedAtStart, r.logTail(20))
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
@@ -290,7 +311,7 @@ func (s *stage) registerWebhook(ctx context.Context, r *replica) error {
 		out []byte
 		err error
 	)
-	for range 5 {
+	for range 10 {
 		cmd := exec.CommandContext(ctx, s.h.bin, "webhook", "register", "--config", r.cfgPath)
 		cmd.Env = r.env
 		if out, err = cmd.CombinedOutput(); err == nil {
