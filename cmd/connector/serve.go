@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/d365portal/connector/internal/config"
+	"github.com/d365portal/connector/internal/dataverse"
 )
 
 func runServe(ctx context.Context, e env, args []string) int {
@@ -42,7 +44,7 @@ func runServe(ctx context.Context, e env, args []string) int {
 		log.Error("startup", "err", err)
 		return exitFail
 	}
-	who, err := a.dv.WhoAmI(startCtx)
+	who, err := whoAmIAtStartup(startCtx, a)
 	if err != nil {
 		log.Error("startup: Dataverse WhoAmI failed; check dataverse.url and dataverse.auth", "err", err)
 		return exitFail
@@ -76,4 +78,24 @@ func pollSummary(c *config.Config) string {
 		return "off"
 	}
 	return c.Intake.Poll.Schedule
+}
+
+// whoAmIAtStartup retries a failed WhoAmI until the startup deadline: a
+// replica started while Dataverse has a passing fault should wait, not exit.
+// Authentication failures are not retried; they need an admin.
+func whoAmIAtStartup(ctx context.Context, a *app) (*dataverse.WhoAmIResponse, error) {
+	wait := 500 * time.Millisecond
+	for {
+		who, err := a.dv.WhoAmI(ctx)
+		if err == nil || errors.Is(err, dataverse.ErrUnauthorized) || errors.Is(err, dataverse.ErrForbidden) {
+			return who, err
+		}
+		a.log.Warn("startup: WhoAmI failed; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
 }
