@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -161,17 +160,5 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Errorf("contact %s not marked Redeemed on the Dynamics page:\n%s", contact, row)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("connector dev exited uncleanly after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("connector dev did not exit within 30s of SIGTERM")
-	}
+	stopGracefully(t, cmd, 30*time.Second)
 }

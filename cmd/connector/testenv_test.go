@@ -3,9 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/d365portal/connector/internal/dataverse/emulator"
 	"github.com/d365portal/connector/internal/redistest"
@@ -115,4 +119,23 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.b)
+}
+
+// stopGracefully sends SIGTERM and fails the test unless the process exits
+// cleanly within limit.
+func stopGracefully(t *testing.T, cmd *exec.Cmd, limit time.Duration) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s exited uncleanly after SIGTERM: %v", strings.Join(cmd.Args[1:], " "), err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("%s did not exit within %s of SIGTERM", strings.Join(cmd.Args[1:], " "), limit)
+	}
 }
