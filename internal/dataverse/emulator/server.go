@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,35 +470,10 @@ func routeOf(method, path string) (route, set string) {
 	return route, set
 }
 
-// splitPath splits on '/' outside quotes and parentheses.
+// splitPath splits on '/' outside quotes and parentheses, dropping empty
+// segments (leading, trailing or doubled slashes).
 func splitPath(p string) []string {
-	var out []string
-	depth, inQ, start := 0, false, 0
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case '\'':
-			inQ = !inQ
-		case '(':
-			if !inQ {
-				depth++
-			}
-		case ')':
-			if !inQ {
-				depth--
-			}
-		case '/':
-			if !inQ && depth == 0 {
-				if i > start {
-					out = append(out, p[start:i])
-				}
-				start = i + 1
-			}
-		}
-	}
-	if start < len(p) {
-		out = append(out, p[start:])
-	}
-	return out
+	return slices.DeleteFunc(splitTop(p, '/'), func(seg string) bool { return seg == "" })
 }
 
 // cutKey splits "contacts(<key>)" into name and key.
