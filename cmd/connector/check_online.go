@@ -56,12 +56,7 @@ func checkOnline(ctx context.Context, e env, c *config.Config) int {
 		cl.fail("fix dataverse.ca_file", "Dataverse CA file: %v", err)
 		return exitFail
 	}
-	a := c.Dataverse.Auth
-	cred, err := dataverse.NewCredential(dataverse.AuthConfig{
-		Method: a.Method, TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
-		CertificatePath: a.CertificatePath, CertificatePassword: a.CertificatePassword,
-		AuthorityHost: a.AuthorityHost, DisableInstanceDiscovery: a.DisableInstanceDiscovery,
-	}, hc)
+	cred, err := dataverse.NewCredential(authConfig(c), hc)
 	if err == nil {
 		_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{strings.TrimRight(c.Dataverse.URL, "/") + "/.default"}})
 	}

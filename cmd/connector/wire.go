@@ -20,12 +20,7 @@ func newDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks) (*d
 	if err != nil {
 		return nil, fmt.Errorf("dataverse.ca_file: %w", err)
 	}
-	a := c.Dataverse.Auth
-	cred, err := dataverse.NewCredential(dataverse.AuthConfig{
-		Method: a.Method, TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
-		CertificatePath: a.CertificatePath, CertificatePassword: a.CertificatePassword,
-		AuthorityHost: a.AuthorityHost, DisableInstanceDiscovery: a.DisableInstanceDiscovery,
-	}, hc)
+	cred, err := dataverse.NewCredential(authConfig(c), hc)
 	if err != nil {
 		return nil, fmt.Errorf("dataverse.auth: %w", err)
 	}
@@ -122,3 +117,13 @@ func contactColumns(c *config.Config) invite.ContactColumns {
 
 // noHooks is for one-shot commands that export no metrics.
 var noHooks dataverse.Hooks
+
+// authConfig maps dataverse.auth onto the client's credential settings.
+func authConfig(c *config.Config) dataverse.AuthConfig {
+	a := c.Dataverse.Auth
+	return dataverse.AuthConfig{
+		Method: a.Method, TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+		CertificatePath: a.CertificatePath, CertificatePassword: a.CertificatePassword,
+		AuthorityHost: a.AuthorityHost, DisableInstanceDiscovery: a.DisableInstanceDiscovery,
+	}
+}
