@@ -1,10 +1,12 @@
 // Package config defines the connector's YAML configuration: its schema,
 // defaults, ${ENV} expansion and validation.
 //
-// Loading is strict (unknown keys are errors) and validation collects every
-// problem at once, naming each key and its line, so an admin fixes a file in
-// one pass. Only cmd/connector loads configuration; the other packages receive
-// plain values.
+// Loading is strict (unknown keys are errors) and reports every problem of a
+// file at once: unknown keys, values of the wrong type, unset variables and
+// failed checks, each with its key and line, so an admin fixes a file in one
+// pass. A value that cannot be decoded is reported once; the checks that would
+// only repeat it are dropped. Only cmd/connector loads configuration; the
+// other packages receive plain values.
 package config
 
 import (

@@ -75,12 +75,10 @@ func Load(path string, opts Options) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, d, err := parse(data, opts)
-	if err == nil {
+	c, err := check(data, opts, func(c *Config) {
 		c.Path = path
 		c.resolveFiles(filepath.Dir(path))
-		err = c.validate(opts, d.lines)
-	}
+	})
 	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
@@ -91,12 +89,47 @@ func Load(path string, opts Options) (*Config, error) {
 	return c, nil
 }
 
+// check parses and validates data and reports the problems of both steps
+// together, so an unknown key or a bad value does not hide the semantic
+// problems of the rest of the file. prepare runs between the two steps.
+func check(data []byte, opts Options, prepare func(*Config)) (*Config, error) {
+	opts.defaults()
+	c, d, err := parse(data, opts)
+	if d == nil {
+		// The YAML itself is broken: nothing was decoded to validate.
+		return nil, err
+	}
+	if prepare != nil {
+		prepare(c)
+	}
+	problems := d.problems
+	if verr := c.validate(opts, d.lines); verr != nil {
+		var ce *Error
+		if !errors.As(verr, &ce) {
+			return nil, verr
+		}
+		for _, p := range ce.Problems {
+			if !d.hides(p.Key) {
+				problems = append(problems, p)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, &Error{Problems: problems}
+	}
+	return c, nil
+}
+
 // Parse decodes YAML, expands ${VAR} references and applies defaults. It
 // reports unknown keys, wrong types and unset variables, but does not run the
 // semantic validation; Load and Validate do.
 func Parse(data []byte, opts Options) (*Config, error) {
 	c, _, err := parse(data, opts)
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func parse(data []byte, opts Options) (*Config, *decoder, error) {
@@ -109,29 +142,21 @@ func parse(data []byte, opts Options) (*Config, *decoder, error) {
 			return nil, nil, &Error{Problems: []Problem{{Key: "(file)", Message: yamlMessage(err), Line: yamlLine(err)}}}
 		}
 	}
-	d := &decoder{opts: opts, lines: map[string]int{}, present: map[string]bool{}}
+	d := &decoder{opts: opts, lines: map[string]int{}, present: map[string]bool{}, failed: map[string]bool{}}
 	c := &Config{}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		d.decode(root.Content[0], reflect.ValueOf(c).Elem(), "")
 	}
 	c.applyDefaults(d.present)
 	if len(d.problems) > 0 {
-		return nil, d, &Error{Problems: d.sorted()}
+		return c, d, &Error{Problems: d.sorted()}
 	}
 	return c, d, nil
 }
 
 // LoadBytes is Load for an in-memory file (tests, embedded configs).
 func LoadBytes(data []byte, opts Options) (*Config, error) {
-	opts.defaults()
-	c, d, err := parse(data, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.validate(opts, d.lines); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return check(data, opts, nil)
 }
 
 // Validate checks a configuration built in code (e.g. by `connector dev`).
@@ -161,11 +186,39 @@ type decoder struct {
 	opts     Options
 	lines    map[string]int
 	present  map[string]bool
+	failed   map[string]bool // keys whose value could not be decoded
 	problems []Problem
 }
 
 func (d *decoder) problem(key string, line int, format string, args ...any) {
+	if key == "" {
+		key = "(file)"
+	}
 	d.problems = append(d.problems, Problem{Key: key, Message: fmt.Sprintf(format, args...), Line: line})
+}
+
+// fail records a value that could not be decoded. The key counts as absent,
+// so its default (if any) stands in and the checks of other keys that compare
+// against it see a sensible value; hides then drops the validator's own
+// complaint about the key, which would only repeat this one.
+func (d *decoder) fail(key string, line int, format string, args ...any) {
+	d.problem(key, line, format, args...)
+	d.failed[key] = true
+	delete(d.present, key)
+}
+
+// hides reports whether a validation problem at key follows from a value
+// that already failed to decode: the key itself or anything beneath it.
+func (d *decoder) hides(key string) bool {
+	if d.failed[""] {
+		return true // the file is not a mapping: nothing was decoded
+	}
+	for k := key; k != ""; k = parentKey(k) {
+		if d.failed[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *decoder) sorted() []Problem {
@@ -201,13 +254,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		dur, err := ParseDuration(s)
 		if err != nil {
-			d.problem(path, n.Line, "%v", err)
+			d.fail(path, n.Line, "%v", err)
 			return
 		}
 		v.Set(reflect.ValueOf(dur))
 	case v.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			d.problem(path, n.Line, "must be a mapping of keys")
+			d.fail(path, n.Line, "must be a mapping of keys")
 			return
 		}
 		fields := map[string]reflect.Value{}
@@ -237,7 +290,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.problem(path, n.Line, "must be a list")
+			d.fail(path, n.Line, "must be a list")
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -262,7 +315,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			node.Tag = "!!str"
 		}
 		if err := node.Decode(v.Addr().Interface()); err != nil {
-			d.problem(path, n.Line, "must be %s, got %q", kindName(v.Kind()), s)
+			// Quote the file's text, not the expanded value: a ${VAR} may hold a secret.
+			d.fail(path, n.Line, "must be %s, got %q", kindName(v.Kind()), n.Value)
 		}
 	}
 }
@@ -270,12 +324,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 // scalar returns the node's value with ${VAR} references expanded.
 func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
 	if n.Kind != yaml.ScalarNode {
-		d.problem(path, n.Line, "must be a single value")
+		d.fail(path, n.Line, "must be a single value")
 		return "", false
 	}
 	s, err := expand(n.Value, d.opts)
 	if err != nil {
-		d.problem(path, n.Line, "%v", err)
+		d.fail(path, n.Line, "%v", err)
 		return "", false
 	}
 	return s, true
