@@ -89,6 +89,7 @@ func TestCheckOfflineReportsEveryProblem(t *testing.T) {
 		`website_id: "3f1c2b9a-6d4e-4a8f-9b2c-1e7d5a3c8f60"`, `website_id: "not-a-guid"`,
 		`workers: 4`, `workers: 0`,
 		`method: client_secret`, `method: password`,
+		"\nlog:\n", "\nlogs:\n  level: debug\nlog:\n",
 	).Replace(string(src))
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
@@ -99,7 +100,8 @@ func TestCheckOfflineReportsEveryProblem(t *testing.T) {
 		t.Fatalf("exit %d, want %d\n%s", code, exitUsage, stderr)
 	}
 	for _, want := range []string{
-		"3 problem(s)",
+		"4 problem(s)",
+		`logs: unknown key (did you mean "log"?) (line `,
 		"dataverse.auth.method: must be one of",
 		"intake.workers: must be between 1 and 256",
 		"portals[0].website_id: must be a GUID (line ",
