@@ -12,7 +12,13 @@
 //
 // contact is a root component with behavior 2 (only the subcomponents the
 // solution lists), so importing adds the columns and the button without
-// taking over the rest of the system table.
+// taking over the rest of the system table. customizations.xml writes it the
+// way unmanaged exports write such a table: its name, its type code (2), the
+// added columns without the table's own metadata, and the ribbon diff. The
+// tests hold every pack to the structure Microsoft's SDK schema for solution
+// files gives (CustomizationsSolution.xsd with the ribbon schemas), to the
+// Open Packaging Conventions for [Content_Types].xml, and to the shape
+// exports give solution.xml.
 //
 // Pack renders the templates embedded from the repository's solution/
 // directory and writes the .zip in the layout Dataverse imports:

@@ -288,7 +288,8 @@ func TestSolutionManifest(t *testing.T) {
 	}
 	want := []string{"1 contact  2"}
 	for _, w := range c.WebResources {
-		want = append(want, "61 "+w.Name+" "+w.ID+" 0")
+		// Exports name web resources by their unique name alone.
+		want = append(want, "61 "+w.Name+"  0")
 	}
 	if !slices.Equal(roots, want) {
 		t.Errorf("RootComponents = %q\nwant %q", roots, want)
@@ -353,6 +354,52 @@ func TestCustomizationsContactColumns(t *testing.T) {
 		if attrs[name].Format != "text" {
 			t.Errorf("%s: format %q", name, attrs[name].Format)
 		}
+	}
+}
+
+// TestContactIsExportedAsSystemTable: contact has the shape unmanaged exports
+// give a system table that a solution holds only parts of (RootComponent
+// behavior 2): its name with an empty OriginalName, its type code, the added
+// columns without the table's own metadata, and the ribbon diff; no FormXml
+// or SavedQueries, which exports write only for solutions holding forms or
+// views of the table.
+func TestContactIsExportedAsSystemTable(t *testing.T) {
+	_, _, files := pack(t, testOptions())
+	root, err := readXMLTree(files["customizations.xml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	entities := root.child("Entities")
+	if entities == nil || len(entities.kids) != 1 {
+		t.Fatalf("Entities = %+v, want the one contact Entity", entities)
+	}
+	e := entities.kids[0]
+	var parts []string
+	for _, k := range e.kids {
+		parts = append(parts, k.name)
+	}
+	if want := []string{"Name", "ObjectTypeCode", "EntityInfo", "RibbonDiffXml"}; !slices.Equal(parts, want) {
+		t.Errorf("Entity holds %q, want %q", parts, want)
+	}
+	name := e.child("Name")
+	if name == nil || name.text != "Contact" || name.attr("LocalizedName") != "Contact" || name.attr("OriginalName") != "" ||
+		!slices.ContainsFunc(name.attrs, func(a xml.Attr) bool { return a.Name.Local == "OriginalName" }) {
+		t.Errorf("Name = %+v, want Contact with LocalizedName Contact and an empty OriginalName", name)
+	}
+	if otc := e.child("ObjectTypeCode"); otc == nil || otc.text != "2" {
+		t.Errorf("ObjectTypeCode = %+v, want contact's 2", otc)
+	}
+	var table *xnode
+	if info := e.child("EntityInfo"); info != nil {
+		table = info.child("entity")
+	}
+	if table == nil || table.attr("Name") != "Contact" || len(table.kids) != 1 || table.kids[0].name != "attributes" {
+		t.Errorf("EntityInfo/entity = %+v, want Name Contact holding only <attributes>", table)
+	}
+
+	m := parse[manifestXML](t, "solution.xml", files["solution.xml"])
+	if rc := m.Manifest.RootComponents; len(rc) == 0 || rc[0].Type != "1" || rc[0].SchemaName != "contact" || rc[0].Behavior != "2" {
+		t.Errorf("first root component = %+v, want contact with behavior 2", rc)
 	}
 }
 
