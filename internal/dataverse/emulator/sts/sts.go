@@ -1,10 +1,14 @@
 // Package sts is a token service that speaks enough of the Microsoft Entra ID
 // v2.0 protocol for azidentity's client-secret and client-certificate
-// credentials: the OpenID configuration document, instance discovery and the
-// client-credentials token endpoint, with Entra-shaped OAuth errors. Access
-// tokens are opaque random strings that only this Service can validate; real
-// Dataverse clients never look inside them either. It also provides a
-// throwaway CA, because azidentity refuses authority hosts without https.
+// credentials and for an OpenID Connect relying party: the OpenID
+// configuration document, instance discovery, the client-credentials and
+// authorization-code grants, an authorization endpoint with an account
+// picker for registered demo users, RS256 ID tokens with a JWKS that can be
+// rotated, and an end-session endpoint, with Entra-shaped OAuth errors.
+// Access tokens are opaque random strings that only this Service can
+// validate; real Dataverse clients never look inside them either. It also
+// provides a throwaway CA, because azidentity refuses authority hosts
+// without https.
 package sts
 
 import (
@@ -46,6 +50,14 @@ type Service struct {
 	certs     map[string][]*x509.Certificate // client id -> registered certificates
 	tokens    map[string]issued              // access token -> owner and expiry
 	nextSweep int                            // prune expired tokens when the map reaches this size
+
+	// Interactive sign-in (signin.go).
+	users     []DemoUser                 // the account picker, in registration order
+	redirects map[string][]string        // client id -> registered redirect URIs
+	optional  map[string]map[string]bool // client id -> optional ID token claims
+	key       *signingKey                // ID token key, created on first use
+	requests  map[string]*authRequest    // sign-in pages shown, by request id
+	codes     map[string]*authCode       // authorization codes issued
 }
 
 type issued struct {
@@ -69,6 +81,10 @@ func New(o Options) *Service {
 		certs:     map[string][]*x509.Certificate{},
 		tokens:    map[string]issued{},
 		nextSweep: 1024,
+		redirects: map[string][]string{},
+		optional:  map[string]map[string]bool{},
+		requests:  map[string]*authRequest{},
+		codes:     map[string]*authCode{},
 	}
 }
 
@@ -149,6 +165,7 @@ const (
 	routeAuthorize
 	routeKeys
 	routeInstance
+	routeLogout
 )
 
 // match maps a path onto a route and the tenant segment it names.
@@ -163,6 +180,8 @@ func match(path string) (route, string) {
 		return routeToken, parts[0]
 	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "authorize":
 		return routeAuthorize, parts[0]
+	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "logout":
+		return routeLogout, parts[0]
 	case len(parts) == 4 && parts[1] == "discovery" && parts[2] == "v2.0" && parts[3] == "keys":
 		return routeKeys, parts[0]
 	}
@@ -176,9 +195,10 @@ func (s *Service) Handles(path string) bool {
 	return r != routeNone
 }
 
-// ServeHTTP serves the OpenID configuration, instance discovery, the token
-// endpoint and an empty key set. Every URL in a response is built from r.Host
-// over https, because MSAL insists the issuer lives on the authority's host.
+// ServeHTTP serves the OpenID configuration, instance discovery, the token,
+// authorization and logout endpoints and the key set. Every URL in a response
+// is built from r.Host over https, because MSAL insists the issuer lives on
+// the authority's host.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, tenant := match(r.URL.Path)
 	if id := r.Header.Get("client-request-id"); id != "" {
@@ -203,8 +223,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.serveToken(w, r, tenant)
 	case routeAuthorize:
-		// Interactive flows are out of scope; answer like Entra does to a bare GET.
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+		s.serveAuthorize(w, r, tenant)
+	case routeLogout:
+		s.serveLogout(w, r, tenant)
 	case routeOpenID:
 		if !allowGet(w, r) {
 			return
@@ -214,9 +235,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !allowGet(w, r) {
 			return
 		}
-		// Tokens are opaque, so there is nothing to verify with; the document
-		// exists because the configuration advertises jwks_uri.
-		writeJSON(w, http.StatusOK, map[string]any{"keys": []any{}})
+		s.serveKeys(w)
 	case routeInstance:
 		if !allowGet(w, r) {
 			return
@@ -248,16 +267,19 @@ func (s *Service) openIDConfiguration(host, tenant string) map[string]any {
 		"subject_types_supported":               []string{"pairwise"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
-		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
-		"issuer":                                base + "/v2.0",
-		"request_uri_parameter_supported":       false,
-		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
-		"device_authorization_endpoint":         base + "/oauth2/v2.0/devicecode",
-		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
-		"http_logout_supported":                 true,
-		"frontchannel_logout_supported":         true,
-		"tenant_region_scope":                   "NA",
-		"cloud_instance_name":                   host,
+		"code_challenge_methods_supported":      []string{"S256", "plain"},
+		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "name", "preferred_username",
+			"oid", "tid", "ver", "email", "given_name", "family_name", "xms_edov", "verified_primary_email"},
+		"scopes_supported":                []string{"openid", "profile", "email", "offline_access"},
+		"issuer":                          base + "/v2.0",
+		"request_uri_parameter_supported": false,
+		"authorization_endpoint":          base + "/oauth2/v2.0/authorize",
+		"device_authorization_endpoint":   base + "/oauth2/v2.0/devicecode",
+		"end_session_endpoint":            base + "/oauth2/v2.0/logout",
+		"http_logout_supported":           true,
+		"frontchannel_logout_supported":   true,
+		"tenant_region_scope":             "NA",
+		"cloud_instance_name":             host,
 	}
 }
 
@@ -313,67 +335,23 @@ func (s *Service) serveToken(w http.ResponseWriter, r *http.Request, tenant stri
 	case grant == "":
 		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
 		return
-	case grant != "client_credentials":
+	case grant != "client_credentials" && grant != "authorization_code":
 		s.oauthError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '"+grant+"'.")
 		return
 	case clientID == "":
 		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
 		return
 	}
-	var resources []string
-	for sc := range strings.FieldsSeq(f.Get("scope")) {
-		if !oidcScopes[sc] {
-			resources = append(resources, sc)
-		}
-	}
-	switch {
-	case len(resources) == 0:
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
-		return
-	case len(resources) > 1:
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", 70011, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope "+strings.Join(resources, " ")+" is not valid.")
-		return
-	case !strings.HasSuffix(resources[0], "/.default"):
-		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", 1002012, "The provided value for scope "+resources[0]+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+	if grant == "client_credentials" && !s.checkResourceScope(w, r, f.Get("scope")) {
 		return
 	}
-
-	s.mu.Lock()
-	wantSecret, hasSecret := s.secrets[clientID]
-	certs := append([]*x509.Certificate(nil), s.certs[clientID]...)
-	s.mu.Unlock()
-	if !hasSecret && len(certs) == 0 {
-		s.oauthError(w, r, http.StatusBadRequest, "unauthorized_client", 700016,
-			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenant))
+	if !s.authenticateClient(w, r, tenant, clientID, secret, f) {
 		return
 	}
-
-	assertion := f.Get("client_assertion")
-	switch {
-	case secret != "":
-		if !hasSecret || subtle.ConstantTimeCompare([]byte(secret), []byte(wantSecret)) != 1 {
-			s.oauthError(w, r, http.StatusUnauthorized, "invalid_client", 7000215,
-				"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
-			return
-		}
-	case assertion != "":
-		if f.Get("client_assertion_type") != assertionType {
-			s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_assertion_type'.")
-			return
-		}
-		audiences := []string{
-			"https://" + r.Host + "/" + tenant + "/oauth2/v2.0/token",
-			"https://" + r.Host + "/" + tenant + "/v2.0",
-		}
-		if ae := verifyAssertion(assertion, clientID, certs, audiences, s.now()); ae != nil {
-			s.oauthError(w, r, http.StatusUnauthorized, "invalid_client", ae.code, ae.msg)
-			return
-		}
-	default:
-		s.oauthError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	if grant == "authorization_code" {
+		s.redeemCode(w, r, tenant, clientID, f)
 		return
 	}
-
 	tok := s.IssueToken(clientID)
 	secs := int(s.ttl / time.Second)
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -382,6 +360,70 @@ func (s *Service) serveToken(w http.ResponseWriter, r *http.Request, tenant stri
 		"ext_expires_in": secs,
 		"access_token":   tok,
 	})
+}
+
+// checkResourceScope enforces the client-credentials rule of exactly one
+// resource scope ending in /.default.
+func (s *Service) checkResourceScope(w http.ResponseWriter, r *http.Request, scope string) bool {
+	var resources []string
+	for sc := range strings.FieldsSeq(scope) {
+		if !oidcScopes[sc] {
+			resources = append(resources, sc)
+		}
+	}
+	switch {
+	case len(resources) == 0:
+		s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
+		return false
+	case len(resources) > 1:
+		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", 70011, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope "+strings.Join(resources, " ")+" is not valid.")
+		return false
+	case !strings.HasSuffix(resources[0], "/.default"):
+		s.oauthError(w, r, http.StatusBadRequest, "invalid_scope", 1002012, "The provided value for scope "+resources[0]+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+		return false
+	}
+	return true
+}
+
+// authenticateClient checks the client secret (basic or post) or the client
+// assertion (private_key_jwt) and writes the Entra error when it fails.
+func (s *Service) authenticateClient(w http.ResponseWriter, r *http.Request, tenant, clientID, secret string, f url.Values) bool {
+	s.mu.Lock()
+	wantSecret, hasSecret := s.secrets[clientID]
+	certs := append([]*x509.Certificate(nil), s.certs[clientID]...)
+	s.mu.Unlock()
+	if !hasSecret && len(certs) == 0 {
+		s.oauthError(w, r, http.StatusBadRequest, "unauthorized_client", 700016,
+			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenant))
+		return false
+	}
+
+	assertion := f.Get("client_assertion")
+	switch {
+	case secret != "":
+		if !hasSecret || subtle.ConstantTimeCompare([]byte(secret), []byte(wantSecret)) != 1 {
+			s.oauthError(w, r, http.StatusUnauthorized, "invalid_client", 7000215,
+				"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
+			return false
+		}
+	case assertion != "":
+		if f.Get("client_assertion_type") != assertionType {
+			s.oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_assertion_type'.")
+			return false
+		}
+		audiences := []string{
+			"https://" + r.Host + "/" + tenant + "/oauth2/v2.0/token",
+			"https://" + r.Host + "/" + tenant + "/v2.0",
+		}
+		if ae := verifyAssertion(assertion, clientID, certs, audiences, s.now()); ae != nil {
+			s.oauthError(w, r, http.StatusUnauthorized, "invalid_client", ae.code, ae.msg)
+			return false
+		}
+	default:
+		s.oauthError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+		return false
+	}
+	return true
 }
 
 // oauthError writes an error body the way Entra ID does: the AADSTS code
