@@ -207,31 +207,30 @@ func htmlToText(h string) string {
 	return strings.TrimSpace(nlRe.ReplaceAllString(strings.Join(lines, "\n"), "\n\n"))
 }
 
-// metadataDocument is a compact CSDL: entity types with keys, properties and navigation
-// properties, and the entity container (enough for tools that discover sets).
+// metadataDocument is a compact CSDL: entity types with keys, properties (every column,
+// write-only ones included, lookups as _x_value) and navigation properties, and the
+// entity container. schema.Drift compares it with the table reference.
 func (s *Server) metadataDocument(req *request) *response {
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="utf-8"?><edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">`)
+	s.st.mu.RLock() // DefineColumn may add columns concurrently
+	defer s.st.mu.RUnlock()
 	names := sortedTableNames(s.reg)
 	for _, n := range names {
 		t := s.reg.tables[n]
 		fmt.Fprintf(&b, `<EntityType Name="%s"><Key><PropertyRef Name="%s"/></Key>`, t.logical, t.pk)
-		for _, c := range t.readable() {
+		for _, cn := range t.order {
+			c := t.columns[cn]
 			fmt.Fprintf(&b, `<Property Name="%s" Type="Edm.%s"/>`, propertyName(c), edmType(c))
 		}
-		navs := make([]string, 0, len(t.navMulti))
-		for nav := range t.navMulti {
-			navs = append(navs, nav)
+		for _, nav := range sortedNames(t.navMulti) {
+			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="mscrm.%s"/>`, nav, t.navMulti[nav][0].navType)
 		}
-		slices.Sort(navs)
-		for _, nav := range navs {
-			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="mscrm.%s"/>`, nav, t.navMulti[nav][0].target)
+		for _, nav := range sortedNames(t.navColl) {
+			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="Collection(mscrm.%s)"/>`, nav, t.navColl[nav].from.logical)
 		}
-		for nav, l := range t.navColl {
-			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="Collection(mscrm.%s)"/>`, nav, l.from.logical)
-		}
-		for nav, m := range t.navNN {
-			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="Collection(mscrm.%s)"/>`, nav, otherSide(m, t.logical))
+		for _, nav := range sortedNames(t.navNN) {
+			fmt.Fprintf(&b, `<NavigationProperty Name="%s" Type="Collection(mscrm.%s)"/>`, nav, otherSide(t.navNN[nav], t.logical))
 		}
 		b.WriteString(`</EntityType>`)
 	}
@@ -246,4 +245,13 @@ func (s *Server) metadataDocument(req *request) *response {
 	resp.header.Set("OData-Version", "4.0")
 	resp.body = []byte(b.String())
 	return resp
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

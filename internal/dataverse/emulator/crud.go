@@ -490,9 +490,6 @@ func (s *Server) createRow(tx *tx, req *request, t *table, body map[string]any, 
 	if t.computed != nil {
 		t.computed(vals)
 	}
-	if t.logical == "serviceendpoint" {
-		vals["isauthvalueset"] = vals["authvalue"] != nil
-	}
 	for k, v := range vals {
 		if v == nil {
 			delete(vals, k)
@@ -567,25 +564,48 @@ func (s *Server) link(tx *tx, req *request, t *table, id string, op collOp, tt *
 func (s *Server) stampCreate(tx *tx, t *table, vals map[string]any) {
 	user := ref{table: "systemuser", id: tx.caller.userID}
 	now := tx.now.UTC().Truncate(time.Second)
-	if _, ok := t.columns["createdon"]; ok {
-		vals["createdon"] = now
-		vals["modifiedon"] = now
-		vals["createdby"] = user
-		vals["modifiedby"] = user
-		if ov, ok := vals["overriddencreatedon"].(time.Time); ok {
-			vals["createdon"] = ov
+	set := func(col string, v any) {
+		if _, ok := t.columns[col]; ok {
+			vals[col] = v
 		}
+	}
+	if _, seeded := vals["createdon"].(time.Time); !seeded { // Insert may seed it
+		set("createdon", now)
+	}
+	if _, seeded := vals["modifiedon"].(time.Time); !seeded {
+		set("modifiedon", now)
+	}
+	set("createdby", user)
+	set("modifiedby", user)
+	if ov, ok := vals["overriddencreatedon"].(time.Time); ok {
+		set("createdon", ov)
 	}
 	if t.userOwned {
 		if _, ok := vals["ownerid"].(ref); !ok {
 			vals["ownerid"] = user
 		}
-		if o := vals["ownerid"].(ref); o.table == "systemuser" {
-			vals["owninguser"] = o
-		} else {
-			vals["owningteam"] = o
-		}
-		vals["owningbusinessunit"] = ref{table: "businessunit", id: BusinessUnitID}
+		stampOwner(t, vals, vals["ownerid"].(ref))
+		set("owningbusinessunit", ref{table: "businessunit", id: BusinessUnitID})
+	}
+	if c, ok := t.columns["organizationid"]; ok && c.Type == TypeLookup && slices.Contains(c.Targets, "organization") {
+		vals["organizationid"] = ref{table: "organization", id: OrganizationID}
+	}
+	if t.activity {
+		set("activitytypecode", t.logical)
+	}
+}
+
+// stampOwner keeps owninguser/owningteam/owneridtype in step with ownerid.
+func stampOwner(t *table, vals map[string]any, o ref) {
+	delete(vals, "owninguser")
+	delete(vals, "owningteam")
+	if o.table == "systemuser" {
+		vals["owninguser"] = o
+	} else {
+		vals["owningteam"] = o
+	}
+	if _, ok := t.columns["owneridtype"]; ok {
+		vals["owneridtype"] = o.table
 	}
 }
 
@@ -626,16 +646,12 @@ func (s *Server) updateValues(tx *tx, req *request, t *table, r *row, cols map[s
 	}
 	if _, ok := t.columns["modifiedon"]; ok {
 		vals["modifiedon"] = tx.now.UTC().Truncate(time.Second)
+	}
+	if _, ok := t.columns["modifiedby"]; ok {
 		vals["modifiedby"] = ref{table: "systemuser", id: tx.caller.userID}
 	}
 	if o, ok := cols["ownerid"].(ref); ok && t.userOwned {
-		delete(vals, "owninguser")
-		delete(vals, "owningteam")
-		if o.table == "systemuser" {
-			vals["owninguser"] = o
-		} else {
-			vals["owningteam"] = o
-		}
+		stampOwner(t, vals, o)
 	}
 	_, sentState := cols["statecode"]
 	_, sentStatus := cols["statuscode"]
@@ -644,9 +660,6 @@ func (s *Server) updateValues(tx *tx, req *request, t *table, r *row, cols map[s
 	}
 	if t.computed != nil {
 		t.computed(vals)
-	}
-	if t.logical == "serviceendpoint" {
-		vals["isauthvalueset"] = vals["authvalue"] != nil
 	}
 	for k, v := range vals {
 		if v == nil {

@@ -217,7 +217,7 @@ func TestDeleteCascadeAndRemoveLink(t *testing.T) {
 func TestDeepInsertAndSendEmail(t *testing.T) {
 	c := startPlain(t, Options{})
 	to := c.create("contacts", map[string]any{"firstname": "To", "lastname": "Person", "emailaddress1": "to@example.com"})
-	sender, err := c.r.Insert("systemuser", map[string]any{"firstname": "Mail", "lastname": "Er", "internalemailaddress": "mailer@example.com"})
+	sender, err := c.r.Insert("systemuser", map[string]any{"fullname": "Mail Er", "internalemailaddress": "mailer@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestWhoAmIAndImpersonation(t *testing.T) {
 	if res.header.Get("x-ms-dop-hint") == "" {
 		t.Fatalf("no dop hint: %v", res.header)
 	}
-	other, err := c.r.Insert("systemuser", map[string]any{"firstname": "Imp", "lastname": "Ersonated", "azureactivedirectoryobjectid": "11111111-2222-4333-8444-555555555555"})
+	other, err := c.r.Insert("systemuser", map[string]any{"fullname": "Imp Ersonated", "azureactivedirectoryobjectid": "11111111-2222-4333-8444-555555555555"})
 	if err != nil {
 		t.Fatal(err)
 	}

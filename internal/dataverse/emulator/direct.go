@@ -41,7 +41,8 @@ func (s *Server) DefineKey(table, name string, columns ...string) error {
 
 // Insert creates a row. Keys are logical column names (or nav@odata.bind); lookup values
 // may be a GUID (the target table is inferred) or "<set>(<guid>)"; values may be Go
-// strings, ints, floats, bools and time.Time.
+// strings, ints, floats, bools and time.Time. Unlike the API, Insert sets read-only
+// columns too, as the platform would.
 func (s *Server) Insert(table string, row map[string]any) (string, error) {
 	t, ok := s.reg.tables[table]
 	if !ok {
@@ -80,6 +81,17 @@ func (s *Server) Insert(table string, row map[string]any) (string, error) {
 				return "", fmt.Errorf("insert %s: %s cannot reference %s", table, k, target)
 			}
 			preset[k] = ref{table: target, id: sv}
+			continue
+		}
+		if ok && c.readOnly {
+			// Seeds set what the platform maintains (systemuser.fullname, the
+			// organization's settings): past the API's read-only rule.
+			sv, err := convertIn(t, c, directValue(v))
+			if err != nil {
+				tx.rollback()
+				return "", fmt.Errorf("insert %s: %s", table, err.message)
+			}
+			preset[k] = sv
 			continue
 		}
 		body[k] = directValue(v)

@@ -10,6 +10,14 @@
 // serviceendpoint/sdkmessageprocessingstep rows, service protection limits and fault
 // injection.
 //
+// The tables are not written by hand: package schema holds the facts copied from
+// Microsoft's generated table reference (entity sets, keys, columns with types, lengths,
+// read-only flags and option values, and every navigation property name on both sides)
+// plus a short exceptions file with a reason per entry; the registry is built from them,
+// and only behaviour the reference does not give (computed columns, cascades, defaults)
+// is Go code (behaviour.go). A name the reference does not have is refused on writes and
+// reads with Dataverse's errors, and a test compares $metadata with the facts.
+//
 // Code that works against the emulator is meant to work against a real organization
 // unchanged; where the emulator simplifies (documented next to the code), it errs on the
 // side of the stricter behaviour.

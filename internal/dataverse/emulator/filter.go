@@ -451,7 +451,7 @@ func (p *filterParser) literalFor(c *Column, o *operand, opKind string) (any, *a
 			return n, nil
 		}
 		return nil, mismatch(litType(tk))
-	case TypeDecimal, TypeMoney:
+	case TypeDecimal, TypeDouble, TypeMoney:
 		if tk.kind == tNumber {
 			f, err := strconv.ParseFloat(tk.text, 64)
 			if err != nil {

@@ -2,8 +2,11 @@ package emulator
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/d365portal/connector/internal/dataverse/emulator/schema"
 )
 
 // ColumnType is the Dataverse attribute type of a column.
@@ -11,7 +14,7 @@ type ColumnType int
 
 // Column types. Values are stored as: string (String, Memo, UniqueIdentifier), int
 // (Integer, Picklist, State, Status), int64 (BigInt), bool (Boolean), time.Time
-// (DateTime, DateOnly), float64 (Decimal, Money) and a lookup reference (Lookup).
+// (DateTime, DateOnly), float64 (Decimal, Double, Money) and a lookup reference (Lookup).
 const (
 	TypeString ColumnType = iota + 1
 	TypeMemo
@@ -27,6 +30,7 @@ const (
 	TypeUniqueIdentifier
 	TypeDecimal
 	TypeMoney
+	TypeDouble
 )
 
 func (t ColumnType) String() string {
@@ -57,17 +61,19 @@ func (t ColumnType) String() string {
 		return "Decimal"
 	case TypeMoney:
 		return "Money"
+	case TypeDouble:
+		return "Double"
 	}
 	return fmt.Sprintf("ColumnType(%d)", int(t))
 }
 
 // Column declares a column of a table. DefineColumn accepts String, Memo, Integer, BigInt,
-// Boolean, DateTime, DateOnly, Picklist, Decimal, Money, UniqueIdentifier and Lookup
+// Boolean, DateTime, DateOnly, Picklist, Decimal, Double, Money, UniqueIdentifier and Lookup
 // columns (a lookup needs Targets; NavProperty defaults to the column name).
 type Column struct {
 	Name      string         // logical name, e.g. "pinv_portalinvitestatus"
 	Type      ColumnType     //
-	MaxLength int            // String/Memo; 0 = 100 for String, 2000 for Memo
+	MaxLength int            // String/Memo; 0 = unlimited (DefineColumn: 100 for String, 2000 for Memo)
 	Options   map[int]string // Picklist/State/Status labels (nil = any integer accepted)
 	Targets   []string       // Lookup: target table logical names
 	// NavProperty is the single-valued navigation property (case-sensitive) of a Lookup
@@ -75,30 +81,33 @@ type Column struct {
 	NavProperty string
 	Default     any // value set on create when the request does not provide one
 
-	readOnly  bool        // not valid for create/update (createdon, fullname, ...)
-	writeOnly bool        // never returned (serviceendpoint.authvalue)
-	stateOf   map[int]int // Status: status value -> state value
-	defStatus map[int]int // State: state value -> default status value
-	lookups   []*lookupNav
+	readOnly   bool         // not valid for create/update (createdon, fullname, ...)
+	writeOnly  bool         // IsValidForRead false: accepted, never returned (serviceendpoint.authvalue)
+	stateOf    map[int]int  // Status: status value -> state value
+	defStatus  map[int]int  // State: state value -> default status value
+	boolLabels [2]string    // Boolean: false, true labels (formatted values)
+	lookups    []*lookupNav // Lookup: one per target table
 }
 
 // lookupNav is one target of a lookup column: the single-valued navigation property on the
-// referencing table and the collection-valued one on the target table.
+// referencing table and the collection-valued one on the target table. Either may be
+// empty where the reference names none (the lookup is then read and filtered, not bound).
 type lookupNav struct {
 	column     *Column
 	from       *table // referencing table
 	target     string // target table logical name
-	nav        string // single-valued nav prop on `from`
+	nav        string // single-valued nav prop on `from` ("" = none)
+	navType    string // the nav's declared type: the target, or "owner" for ownerid
 	collection string // 1:N collection nav prop on the target ("" = none)
 	cascade    bool   // deleting the target deletes the referencing row (else RemoveLink)
 }
 
-// manyToMany is an N:N relationship; its schema name is the navigation property on both sides.
+// manyToMany is an N:N relationship between two tables, by schema name. Each side
+// carries the navigation property its table's reference page prints (navNN).
 type manyToMany struct {
-	name         string
-	table1       string
-	table2       string
-	attr1, attr2 string // intersect attribute names
+	name   string
+	table1 string
+	table2 string
 }
 
 type table struct {
@@ -107,11 +116,11 @@ type table struct {
 	pk          string
 	primaryName string
 	userOwned   bool
-	activity    bool
+	activity    bool // primary key activityid: an activity table
 	changeTrack bool
 
 	columns map[string]*Column
-	order   []string // column declaration order (stable output)
+	order   []string // column order (stable output): primary key, then by name
 
 	navSingle map[string]*lookupNav // nav prop -> lookup target (several targets may share one nav, e.g. ownerid)
 	navMulti  map[string][]*lookupNav
@@ -134,23 +143,174 @@ type registry struct {
 	nn     map[string]*manyToMany
 }
 
-func newRegistry() *registry {
+// newRegistry builds the tables from the schema facts and adds the behaviour the facts
+// do not give (behaviour.go).
+func newRegistry(sc *schema.Schema) (*registry, error) {
 	r := &registry{tables: map[string]*table{}, sets: map[string]*table{}, nn: map[string]*manyToMany{}}
-	defineSchema(r)
-	r.link()
-	return r
+	for _, name := range sc.TableNames() {
+		if err := r.addTable(sc.Tables[name]); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range sc.TableNames() {
+		if err := r.addRelationships(sc.Tables[name]); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range r.tables {
+		for _, c := range t.columns {
+			r.linkColumn(t, c)
+		}
+	}
+	addBehaviour(r)
+	return r, nil
 }
 
-func (r *registry) table(logical, set, pk, primaryName string) *table {
+func (r *registry) addTable(ft *schema.Table) error {
 	t := &table{
-		logical: logical, set: set, pk: pk, primaryName: primaryName, changeTrack: true,
+		logical: ft.LogicalName, set: ft.EntitySetName, pk: ft.PrimaryIDAttribute,
+		userOwned: ft.OwnershipType == "UserOwned", activity: ft.PrimaryIDAttribute == "activityid",
 		columns: map[string]*Column{}, navSingle: map[string]*lookupNav{}, navMulti: map[string][]*lookupNav{},
 		navColl: map[string]*lookupNav{}, navNN: map[string]*manyToMany{},
 	}
-	r.tables[logical] = t
-	r.sets[set] = t
-	t.add(&Column{Name: pk, Type: TypeUniqueIdentifier})
-	return t
+	if _, ok := ft.Columns[ft.PrimaryNameAttribute]; ok {
+		t.primaryName = ft.PrimaryNameAttribute
+	}
+	_, t.changeTrack = ft.Columns["versionnumber"]
+	names := make([]string, 0, len(ft.Columns))
+	for n := range ft.Columns {
+		if n != t.pk {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range append([]string{t.pk}, names...) {
+		c, err := columnFromFacts(n, ft.Columns[n])
+		if err != nil {
+			return fmt.Errorf("emulator schema: %s.%s: %w", t.logical, n, err)
+		}
+		t.add(c)
+	}
+	r.tables[t.logical] = t
+	r.sets[t.set] = t
+	return nil
+}
+
+var columnTypes = map[string]ColumnType{
+	"String": TypeString, "EntityName": TypeString, "Memo": TypeMemo, "Integer": TypeInteger, "BigInt": TypeBigInt,
+	"Boolean": TypeBoolean, "DateTime": TypeDateTime, "Picklist": TypePicklist, "State": TypeState, "Status": TypeStatus,
+	"Lookup": TypeLookup, "Owner": TypeLookup, "Customer": TypeLookup, "Uniqueidentifier": TypeUniqueIdentifier,
+	"Decimal": TypeDecimal, "Double": TypeDouble, "Money": TypeMoney,
+}
+
+func columnFromFacts(name string, fc *schema.Column) (*Column, error) {
+	typ, ok := columnTypes[fc.Type]
+	if !ok {
+		return nil, fmt.Errorf("type %s is not served (add it to exceptions.json omitTypes)", fc.Type)
+	}
+	if typ == TypeDateTime && fc.DateTimeBehavior == "DateOnly" {
+		typ = TypeDateOnly
+	}
+	c := &Column{Name: name, Type: typ, MaxLength: fc.MaxLength, readOnly: fc.ReadOnly(), writeOnly: !fc.Readable()}
+	switch typ {
+	case TypePicklist, TypeState, TypeStatus:
+		if len(fc.Options) > 0 {
+			c.Options = map[int]string{}
+		}
+		if typ == TypeState {
+			c.defStatus = map[int]int{}
+		}
+		if typ == TypeStatus {
+			c.stateOf = map[int]int{}
+		}
+		for _, o := range fc.Options {
+			f, ok := o.Value.(float64)
+			if !ok || f != float64(int(f)) {
+				return nil, fmt.Errorf("option value %v is not an integer", o.Value)
+			}
+			v := int(f)
+			c.Options[v] = o.Label
+			if typ == TypeState && o.DefaultStatus != nil {
+				c.defStatus[v] = *o.DefaultStatus
+			}
+			if typ == TypeStatus && o.State != nil {
+				c.stateOf[v] = *o.State
+			}
+		}
+	case TypeBoolean:
+		c.boolLabels = [2]string{"No", "Yes"}
+		for _, o := range fc.Options {
+			if b, ok := o.Value.(bool); ok && o.Label != "" {
+				if b {
+					c.boolLabels[1] = o.Label
+				} else {
+					c.boolLabels[0] = o.Label
+				}
+			}
+		}
+		if b, ok := fc.DefaultValue.(bool); ok {
+			c.Default = b
+		}
+	}
+	return c, nil
+}
+
+// addRelationships attaches the reference's navigation properties: single-valued ones
+// from the table's N:1 list, collection-valued ones from its 1:N list (on the
+// referencing lookup), and its side of each N:N.
+func (r *registry) addRelationships(ft *schema.Table) error {
+	t := r.tables[ft.LogicalName]
+	for _, c := range t.columns {
+		if c.Type != TypeLookup {
+			continue
+		}
+		for _, tg := range ft.Columns[c.Name].Targets {
+			if _, ok := r.tables[tg]; ok {
+				lookupTarget(t, c, tg)
+			}
+		}
+	}
+	for _, m := range ft.ManyToOne {
+		c := t.columns[m.ReferencingAttribute]
+		targets := []string{m.ReferencedEntity}
+		if m.ReferencedEntity == "owner" {
+			targets = c.Targets
+		}
+		for _, tg := range targets {
+			l := lookupTarget(t, c, tg)
+			if l.nav != "" && l.nav != m.NavigationProperty {
+				return fmt.Errorf("emulator schema: %s.%s -> %s: navigation %s and %s", t.logical, c.Name, tg, l.nav, m.NavigationProperty)
+			}
+			l.nav, l.navType = m.NavigationProperty, m.ReferencedEntity
+		}
+	}
+	for _, o := range ft.OneToMany {
+		from := r.tables[o.ReferencingEntity]
+		l := lookupTarget(from, from.columns[o.ReferencingAttribute], t.logical)
+		l.collection = o.NavigationProperty
+	}
+	for _, n := range ft.ManyToMany {
+		m, ok := r.nn[n.SchemaName]
+		if !ok {
+			m = &manyToMany{name: n.SchemaName, table1: t.logical, table2: n.OtherEntity}
+			r.nn[n.SchemaName] = m
+		} else if otherSide(m, t.logical) != n.OtherEntity {
+			return fmt.Errorf("emulator schema: N:N %s: %s and %s disagree on its tables", n.SchemaName, m.table1, t.logical)
+		}
+		t.navNN[n.NavigationProperty] = m
+	}
+	return nil
+}
+
+// lookupTarget returns (adding when new) the target entry of a lookup column.
+func lookupTarget(t *table, c *Column, target string) *lookupNav {
+	if l, ok := lookupFor(c, target); ok {
+		return l
+	}
+	l := &lookupNav{column: c, from: t, target: target}
+	c.lookups = append(c.lookups, l)
+	c.Targets = append(c.Targets, target)
+	return l
 }
 
 func (t *table) add(c *Column) *Column {
@@ -161,82 +321,24 @@ func (t *table) add(c *Column) *Column {
 	return c
 }
 
-func (t *table) str(name string, max int) *Column {
-	return t.add(&Column{Name: name, Type: TypeString, MaxLength: max})
-}
-func (t *table) memo(name string, max int) *Column {
-	return t.add(&Column{Name: name, Type: TypeMemo, MaxLength: max})
-}
-func (t *table) integer(name string) *Column { return t.add(&Column{Name: name, Type: TypeInteger}) }
-func (t *table) boolean(name string, def any) *Column {
-	return t.add(&Column{Name: name, Type: TypeBoolean, Default: def})
-}
-func (t *table) datetime(name string) *Column { return t.add(&Column{Name: name, Type: TypeDateTime}) }
-func (t *table) guid(name string) *Column {
-	return t.add(&Column{Name: name, Type: TypeUniqueIdentifier})
-}
-func (t *table) picklist(name string, def any, opts map[int]string) *Column {
-	return t.add(&Column{Name: name, Type: TypePicklist, Options: opts, Default: def})
-}
-func (t *table) ro(c *Column) *Column { c.readOnly = true; return c }
-
-// states declares statecode/statuscode. Each status is {value, state, label}; the first
-// status listed for a state is that state's default.
-func (t *table) states(states map[int]string, statuses [][3]any) {
-	st := t.add(&Column{Name: "statecode", Type: TypeState, Options: states, defStatus: map[int]int{}, Default: 0})
-	ss := t.add(&Column{Name: "statuscode", Type: TypeStatus, Options: map[int]string{}, stateOf: map[int]int{}})
-	for _, s := range statuses {
-		v, state, label := s[0].(int), s[1].(int), s[2].(string)
-		ss.Options[v] = label
-		ss.stateOf[v] = state
-		if _, ok := st.defStatus[state]; !ok {
-			st.defStatus[state] = v
-		}
-	}
-}
-
-// target describes one target of a lookup for the schema DSL.
-type target struct {
-	table, nav, coll string
-	cascade          bool
-}
-
-func (t *table) lookup(name string, targets ...target) *Column {
-	c := t.add(&Column{Name: name, Type: TypeLookup})
-	for _, tg := range targets {
-		c.Targets = append(c.Targets, tg.table)
-		c.lookups = append(c.lookups, &lookupNav{column: c, from: t, target: tg.table, nav: tg.nav, collection: tg.coll, cascade: tg.cascade})
-	}
-	if len(targets) == 1 {
-		c.NavProperty = targets[0].nav
-	}
-	return c
-}
-
-func (r *registry) manyToMany(name, t1, t2, a1, a2 string) {
-	r.nn[name] = &manyToMany{name: name, table1: t1, table2: t2, attr1: a1, attr2: a2}
-}
-
-// link builds the navigation maps once all tables exist.
-func (r *registry) link() {
-	for _, t := range r.tables {
-		for _, c := range t.columns {
-			r.linkColumn(t, c)
-		}
-	}
-	for _, m := range r.nn {
-		r.tables[m.table1].navNN[m.name] = m
-		r.tables[m.table2].navNN[m.name] = m
-	}
-}
-
 func (r *registry) linkColumn(t *table, c *Column) {
 	for _, l := range c.lookups {
-		t.navMulti[l.nav] = append(t.navMulti[l.nav], l)
-		t.navSingle[l.nav] = l
+		if l.nav != "" {
+			if !slices.Contains(t.navMulti[l.nav], l) {
+				t.navMulti[l.nav] = append(t.navMulti[l.nav], l)
+			}
+			// A nav shared by several targets (ownerid: systemuser|team) expands and
+			// filters through its first target.
+			if _, ok := t.navSingle[l.nav]; !ok {
+				t.navSingle[l.nav] = l
+			}
+		}
 		if tt, ok := r.tables[l.target]; ok && l.collection != "" {
 			tt.navColl[l.collection] = l
 		}
+	}
+	if len(c.lookups) == 1 {
+		c.NavProperty = c.lookups[0].nav
 	}
 }
 
@@ -251,6 +353,7 @@ func (r *registry) defineColumn(tableName string, c Column) error {
 	}
 	col := c
 	col.readOnly, col.writeOnly, col.stateOf, col.defStatus, col.lookups = false, false, nil, nil, nil
+	col.boolLabels = [2]string{"No", "Yes"}
 	switch col.Type {
 	case TypeString:
 		if col.MaxLength == 0 {
@@ -275,10 +378,10 @@ func (r *registry) defineColumn(tableName string, c Column) error {
 					nav = col.Name + "_" + tg
 				}
 			}
-			col.lookups = append(col.lookups, &lookupNav{from: t, target: tg, nav: nav})
+			col.lookups = append(col.lookups, &lookupNav{from: t, target: tg, nav: nav, navType: tg})
 		}
 	case TypeInteger, TypeBigInt, TypeBoolean, TypeDateTime, TypeDateOnly, TypePicklist,
-		TypeUniqueIdentifier, TypeDecimal, TypeMoney:
+		TypeUniqueIdentifier, TypeDecimal, TypeDouble, TypeMoney:
 	default:
 		return fmt.Errorf("define column %s.%s: type %v cannot be declared", tableName, c.Name, c.Type)
 	}
@@ -294,7 +397,7 @@ func (r *registry) defineColumn(tableName string, c Column) error {
 	return nil
 }
 
-// lookupTargetNav returns the lookup target for a single-valued nav prop given the bound set.
+// resolveNav returns the lookup target for a single-valued nav prop given the bound set.
 func (t *table) resolveNav(nav, targetTable string) (*lookupNav, bool) {
 	ls := t.navMulti[nav]
 	for _, l := range ls {
@@ -305,7 +408,7 @@ func (t *table) resolveNav(nav, targetTable string) (*lookupNav, bool) {
 	return nil, false
 }
 
-// columnNames returns the readable columns in declaration order.
+// readable returns the readable columns in declaration order.
 func (t *table) readable() []*Column {
 	out := make([]*Column, 0, len(t.order))
 	for _, n := range t.order {

@@ -14,8 +14,9 @@ const (
 	SdkMessageDisassociateID = "c0ffee00-d365-4e00-9000-000000000e05"
 )
 
-// seedSystem creates the root business unit, the application user of the configured
-// client id and the sdkmessage/sdkmessagefilter rows webhook registration looks up.
+// seedSystem creates the organization row, the root business unit, the application user
+// of the configured client id and the sdkmessage/sdkmessagefilter rows webhook
+// registration looks up.
 func (s *Server) seedSystem() {
 	s.appUser = AppUserID
 	must := func(id string, err error) string {
@@ -24,9 +25,16 @@ func (s *Server) seedSystem() {
 		}
 		return id
 	}
+	// A new organization's email settings: unresolved recipients refused, mailbox
+	// approval required (email-delivery.md §2).
+	must(s.Insert("organization", map[string]any{
+		"organizationid": OrganizationID, "allowunresolvedpartiesonemailsend": false,
+		"requireapprovalforuseremail": true, "requireapprovalforqueueemail": true,
+		"expirechangetrackingindays": int(s.opts.ChangeTrackingExpiry / (24 * time.Hour)),
+	}))
 	must(s.Insert("businessunit", map[string]any{"businessunitid": BusinessUnitID, "name": OrganizationName}))
 	must(s.Insert("systemuser", map[string]any{
-		"systemuserid": AppUserID, "applicationid": s.opts.Auth.ClientID, "firstname": "#", "lastname": "Portal Invitation Connector",
+		"systemuserid": AppUserID, "applicationid": s.opts.Auth.ClientID, "fullname": "# Portal Invitation Connector",
 		"accessmode": 4, "azureactivedirectoryobjectid": "c0ffee00-d365-4e00-9000-0000000000a2", "businessunitid": BusinessUnitID,
 	}))
 	msgs := []struct{ id, name string }{
@@ -115,14 +123,13 @@ func SeedDemo(s *Server) (*Demo, error) {
 		}
 		_, err = s.Insert(table, row)
 	}
-	ins("systemuser", map[string]any{"systemuserid": DemoMailerUserID, "firstname": "Portal", "lastname": "Mailer",
+	ins("systemuser", map[string]any{"systemuserid": DemoMailerUserID, "fullname": "Portal Mailer",
 		"internalemailaddress": "portal-mailer@contoso.example", "domainname": "portal-mailer@contoso.example",
 		"azureactivedirectoryobjectid": "d3e00000-0000-4000-8000-0000000000a1", "businessunitid": BusinessUnitID})
-	ins("systemuser", map[string]any{"systemuserid": DemoAdminUserID, "firstname": "Avery", "lastname": "Admin",
+	ins("systemuser", map[string]any{"systemuserid": DemoAdminUserID, "fullname": "Avery Admin",
 		"internalemailaddress": "avery.admin@contoso.example", "domainname": "avery.admin@contoso.example",
-		"azureactivedirectoryobjectid": "d3e00000-0000-4000-8000-0000000000a2", "businessunitid": BusinessUnitID, "title": "CRM Administrator"})
-	ins("account", map[string]any{"accountid": DemoAccountID, "name": "Contoso Ltd", "emailaddress1": "info@contoso.example",
-		"telephone1": "+1 425 555 0100", "websiteurl": "https://contoso.example"})
+		"azureactivedirectoryobjectid": "d3e00000-0000-4000-8000-0000000000a2", "businessunitid": BusinessUnitID})
+	ins("account", map[string]any{"accountid": DemoAccountID, "name": "Contoso Ltd", "emailaddress1": "info@contoso.example"})
 
 	ins("powerpagesite", map[string]any{"powerpagesiteid": DemoSiteID, "name": "Contoso Partner Portal"})
 	for _, r := range []struct{ id, name string }{
@@ -161,7 +168,7 @@ func SeedDemo(s *Server) (*Demo, error) {
 	for i, p := range people {
 		id := fmt.Sprintf("d3e00000-0000-4000-8000-000000000%d", 101+i)
 		row := map[string]any{"contactid": id, "firstname": p.first, "lastname": p.last, "jobtitle": p.job,
-			"telephone1": p.phone, "overriddencreatedon": base.Add(time.Duration(i) * time.Hour)}
+			"telephone1": p.phone, "createdon": base.Add(time.Duration(i) * time.Hour)}
 		if p.email != "" {
 			row["emailaddress1"] = p.email
 		}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/d365portal/connector/internal/dataverse/emulator/schema"
 	"github.com/d365portal/connector/internal/dataverse/emulator/sts"
 	"github.com/d365portal/connector/internal/dataverse/emulator/throttle"
 	"github.com/d365portal/connector/internal/dataverse/emulator/webhook"
@@ -150,7 +151,15 @@ func New(o Options) *Server {
 		o.Webhooks.Timeout = 60 * time.Second
 	}
 	s := &Server{opts: o, log: o.Logger, now: o.Now, costs: o.Costs.withDefaults()}
-	s.reg = newRegistry()
+	sc, err := schema.Load()
+	if err != nil {
+		panic(err) // the embedded facts are broken: a build defect, not a run-time condition
+	}
+	reg, err := newRegistry(sc)
+	if err != nil {
+		panic(err)
+	}
+	s.reg = reg
 	s.st = newStore(s.reg, o.Now())
 	s.sts = sts.New(sts.Options{TenantID: o.Auth.TenantID, TokenTTL: o.Auth.TokenTTL, Now: o.Now})
 	s.sts.AddSecretClient(o.Auth.ClientID, o.Auth.ClientSecret)
@@ -437,7 +446,7 @@ func (s *Server) applicationUser(clientID string) string {
 		return id
 	}
 	id, _ = s.Insert("systemuser", map[string]any{
-		"applicationid": clientID, "firstname": "#", "lastname": clientID, "accessmode": 4,
+		"applicationid": clientID, "fullname": "# " + clientID, "accessmode": 4,
 		"azureactivedirectoryobjectid": newGUID(), "businessunitid": BusinessUnitID,
 	})
 	return id

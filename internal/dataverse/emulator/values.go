@@ -77,7 +77,7 @@ func convertIn(t *table, c *Column, v any) (any, *apiError) {
 			return nil, bad()
 		}
 		return b, nil
-	case TypeDecimal, TypeMoney:
+	case TypeDecimal, TypeDouble, TypeMoney:
 		switch x := v.(type) {
 		case json.Number:
 			f, err := x.Float64()
@@ -129,6 +129,8 @@ func edmType(c *Column) string {
 		return "Boolean"
 	case TypeDecimal, TypeMoney:
 		return "Decimal"
+	case TypeDouble:
+		return "Double"
 	case TypeDateOnly:
 		return "Date"
 	}
@@ -192,10 +194,14 @@ func formatted(c *Column, v any) (string, bool) {
 		}
 		return strconv.Itoa(v.(int)), true
 	case TypeBoolean:
+		i, def := 0, "No"
 		if v.(bool) {
-			return "Yes", true
+			i, def = 1, "Yes"
 		}
-		return "No", true
+		if c.boolLabels[i] != "" {
+			return c.boolLabels[i], true
+		}
+		return def, true
 	case TypeInteger:
 		return groupDigits(int64(v.(int))), true
 	case TypeBigInt:
@@ -206,7 +212,7 @@ func formatted(c *Column, v any) (string, bool) {
 		return v.(time.Time).UTC().Format("1/2/2006"), true
 	case TypeMoney:
 		return "$" + strconv.FormatFloat(v.(float64), 'f', 2, 64), true
-	case TypeDecimal:
+	case TypeDecimal, TypeDouble:
 		return strconv.FormatFloat(v.(float64), 'f', -1, 64), true
 	}
 	return "", false
