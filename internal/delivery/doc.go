@@ -1,0 +1,45 @@
+// Package delivery is what happens to an invitation email after the
+// connector hands it over. This part is the SMTP channel: for organizations
+// that send invitations through a submission server (Azure Communication
+// Services Email, SendGrid, an Exchange relay) instead of Dataverse
+// server-side synchronization.
+//
+// # Submitting
+//
+// SMTPSender renders a Message with go-mail (multipart/alternative, UTF-8,
+// quoted-printable) and submits it in one session per message: connect,
+// TLS (implicit, or STARTTLS which is then required), EHLO, AUTH PLAIN or
+// LOGIN when a username is set, MAIL, RCPT, DATA. Security "none" is
+// refused unless the host is loopback. The session is driven step by step
+// on go-mail's SMTP client rather than through go-mail's Client.Send,
+// because the outcome must name the step that failed and carry the
+// server's own reply, which go-mail's SendError does not expose.
+//
+// # Outcomes
+//
+// Send returns a Receipt when the server answered 250 to the message, or a
+// *SendError that matches exactly one of ErrPermanent and ErrTemporary:
+//
+//   - permanent: any 5xx reply (at AUTH, MAIL, RCPT or after the message),
+//     an untrusted certificate, a server that does not offer STARTTLS or
+//     AUTH as configured, an invalid message. The error carries the server's
+//     code, enhanced code and text for the CRM user.
+//   - temporary: any 4xx reply, a refused, dropped or timed-out connection,
+//     a reply that is not SMTP, a server that closes at once. Retry with
+//     Backoff.
+//
+// Error text never holds the password or the message body; server text is
+// cut to 300 printable characters.
+//
+// # Duplicates
+//
+// SMTP cannot promise exactly once: when the connection fails after the
+// message's final dot and before the server's reply, the server may have
+// queued the message while the client saw a failure (SendError.MaybeDelivered).
+// Retrying then delivers a second copy. Every copy of one email activity
+// carries the same Message-ID (MessageID: "<activityid@from-domain>"), so
+// receivers and their mail stores can drop the extra ones, and the
+// connector can record the same value in Dataverse's email.messageid for
+// reply correlation. The tests measure the rate: with 10% of connections
+// dropped after the dot, about one message in nine arrives twice.
+package delivery
