@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/d365portal/connector/internal/dataverse/emulator"
 )
 
 // TestMain lets a test run the real program as a subprocess by re-executing
@@ -112,6 +115,19 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	if link == "" {
 		t.Fatal("no invitation email in the outbox after 30s")
+	}
+	// The click came from Avery Admin (the demo acts as that CRM user), so the
+	// webhook names an initiating user and the email is created owned by them.
+	hc, token := emulatorClient(context.Background(), t, info.Emulator)
+	var emails struct {
+		Value []map[string]any `json:"value"`
+	}
+	raw := apiGet(context.Background(), t, hc, token, info.Emulator.APIURL+"emails?$select=subject,_ownerid_value")
+	if err := json.Unmarshal(raw, &emails); err != nil || len(emails.Value) != 1 {
+		t.Fatalf("emails: %s (%v)", raw, err)
+	}
+	if owner, _ := emails.Value[0]["_ownerid_value"].(string); !strings.EqualFold(owner, emulator.DemoAdminUserID) {
+		t.Errorf("invitation email owner %q, want the clicking user %s", owner, emulator.DemoAdminUserID)
 	}
 
 	jar, _ := cookiejar.New(nil)

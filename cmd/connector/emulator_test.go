@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/d365portal/connector/internal/dataverse/emulator/schema"
 )
 
 // TestEmulatorCommand runs `connector emulator` as a user would and calls it
@@ -41,6 +44,52 @@ func TestEmulatorCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &info); err != nil {
 		t.Fatalf("first line is not JSON: %q: %v", line, err)
 	}
+	hc, token := emulatorClient(ctx, t, info)
+	req, _ := http.NewRequestWithContext(ctx, "GET", info.APIURL+"contacts?$select=fullname&$top=3", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Value []map[string]any `json:"value"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&page) != nil || len(page.Value) != 3 {
+		t.Fatalf("contacts query: status %d, %d rows", resp.StatusCode, len(page.Value))
+	}
+	// It serves the table reference's names: $metadata matches the facts, with
+	// the solution's own contact columns (publisher prefix pinv_) on top.
+	md := apiGet(ctx, t, hc, token, info.APIURL+"$metadata")
+	sc, err := schema.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := schema.Drift(bytes.NewReader(md), sc, func(table, prop string) bool {
+		return table == "contact" && strings.HasPrefix(prop, "pinv_")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("emulator did not stop on cancel")
+	}
+}
+
+// emulatorClient trusts the emulator's CA and gets a token the way an
+// operator's tool would: a client-secret credential against its authority.
+func emulatorClient(ctx context.Context, t *testing.T, info emulatorInfo) (*http.Client, string) {
+	t.Helper()
 	caPEM, err := os.ReadFile(info.CAFile)
 	if err != nil {
 		t.Fatal(err)
@@ -61,27 +110,26 @@ func TestEmulatorCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token: %v", err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", info.APIURL+"contacts?$select=fullname&$top=3", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	return hc, tok.Token
+}
+
+// apiGet GETs a Web API URL and returns the body of a 200 response.
+func apiGet(ctx context.Context, t *testing.T, hc *http.Client, token, u string) []byte {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var page struct {
-		Value []map[string]any `json:"value"`
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s %v", u, resp.StatusCode, b, err)
 	}
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&page) != nil || len(page.Value) != 3 {
-		t.Fatalf("contacts query: status %d, %d rows", resp.StatusCode, len(page.Value))
-	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("exit %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("emulator did not stop on cancel")
-	}
+	return b
 }

@@ -2,6 +2,7 @@ package invite
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"regexp"
 	"strings"
@@ -200,12 +201,81 @@ func TestInviteBothDataModels(t *testing.T) {
 			if num(email["statecode"]) != 1 {
 				t.Errorf("email not sent: %v", email["statuscode"])
 			}
+			if tc.initiator != "" {
+				if owner := e.emailOwner(res.EmailID); owner != tc.initiator {
+					t.Errorf("email _ownerid_value %q, want the initiating user %s", owner, tc.initiator)
+				}
+			}
 			if num(c[emulator.ColInviteStatus]) != emulator.InviteSent || str(c[emulator.ColInvitePortal]) != tc.portal ||
 				c[emulator.ColInvitedOn] == nil || c[emulator.ColInviteError] != nil {
 				t.Errorf("contact write-back %v %v %v %v", c[emulator.ColInviteStatus], c[emulator.ColInvitePortal], c[emulator.ColInvitedOn], c[emulator.ColInviteError])
 			}
 			if !strings.Contains(str(c[emulator.ColInviteRoles]), res.Invitation.Roles[0]) {
 				t.Errorf("roles column %q", c[emulator.ColInviteRoles])
+			}
+		})
+	}
+}
+
+// emailOwner reads an email's owner through the Web API, as Dynamics shows it.
+func (e *env) emailOwner(id string) string {
+	e.t.Helper()
+	r, err := e.dv.Retrieve(e.ctx, "emails", id, &dataverse.Query{Select: []string{"_ownerid_value"}})
+	if err != nil {
+		e.t.Fatalf("read email %s: %v", id, err)
+	}
+	return strings.ToLower(r.Str("_ownerid_value"))
+}
+
+// TestLifecycleBothDataModels runs invite (started by a CRM user, so the
+// owner is bound), resend, redeem and revoke on each data model against the
+// emulator, which refuses any name the table reference does not have.
+func TestLifecycleBothDataModels(t *testing.T) {
+	e := newEnv(t, nil)
+	for i, tc := range []struct {
+		portal, contactRel, invRel string
+	}{
+		{partnerPortal, "powerpagecomponent_mspp_webrole_contact", "adx_invitation_mspp_webrole_powerpagecomponent"},
+		{customerPortal, "adx_webrole_contact", "adx_invitation_webrole"},
+	} {
+		t.Run(tc.portal, func(t *testing.T) {
+			e.t = t
+			first, second := e.contact(3+2*i), e.contact(4+2*i)
+			res, err := e.svc.Invite(e.ctx, InviteRequest{ContactID: first, Portal: tc.portal, InitiatingUserID: emulator.DemoAdminUserID, Source: "test"})
+			if err != nil {
+				t.Fatalf("invite: %v", err)
+			}
+			if inv := e.row("adx_invitation", res.Invitation.ID); str(inv["ownerid"]) != emulator.DemoAdminUserID {
+				t.Fatalf("invitation owner %v", inv["ownerid"])
+			}
+			if len(e.em.Associated(tc.invRel, res.Invitation.ID)) != 1 {
+				t.Fatalf("invitation roles through %s: %v", tc.invRel, e.em.Associated(tc.invRel, res.Invitation.ID))
+			}
+			re, err := e.svc.Resend(e.ctx, res.Invitation.ID)
+			if err != nil {
+				t.Fatalf("resend: %v", err)
+			}
+			for _, id := range []string{res.EmailID, re.EmailID} {
+				if owner := e.emailOwner(id); owner != emulator.DemoAdminUserID {
+					t.Fatalf("email %s owner %q, want the initiating user", id, owner)
+				}
+			}
+			acc, err := e.svc.Redeem(e.ctx, RedeemRequest{Code: string(re.Code), Username: "life-" + first[len(first)-3:], Password: goodPassword, IPAddress: "192.0.2.1"})
+			if err != nil {
+				t.Fatalf("redeem: %v", err)
+			}
+			if roles := e.em.Associated(tc.contactRel, first); len(roles) != 1 || acc.ContactID != first {
+				t.Fatalf("redeemed roles through %s: %v (%+v)", tc.contactRel, roles, acc)
+			}
+			other := e.invite(second, tc.portal)
+			if err := e.svc.Revoke(e.ctx, other.Invitation.ID); err != nil {
+				t.Fatalf("revoke: %v", err)
+			}
+			if row := e.row("adx_invitation", other.Invitation.ID); num(row["statecode"]) != 1 || num(row["statuscode"]) != invStatusInactive {
+				t.Fatalf("revoked row %v/%v", row["statecode"], row["statuscode"])
+			}
+			if _, err := e.svc.Redeem(e.ctx, RedeemRequest{Code: string(other.Code), Username: "revoked-" + second[len(second)-3:], Password: goodPassword}); !errors.Is(err, ErrCodeRevoked) {
+				t.Fatalf("redeeming a revoked invitation: %v", err)
 			}
 		})
 	}

@@ -240,6 +240,7 @@ func (s *Service) invitationRecord(id string, pc *portalConf, contact dataverse.
 	}
 	if owner != "" {
 		if id, ok := normalizeGUID(owner); ok {
+			// adx_invitation is not an activity: its owner navigation is ownerid.
 			body["ownerid@odata.bind"] = "/systemusers(" + id + ")"
 		}
 	}
@@ -278,7 +279,9 @@ func (s *Service) emailRecord(id string, r RenderedEmail, sender party, initiati
 		"email_activity_parties": parties,
 	}
 	if uid, ok := normalizeGUID(initiatingUser); ok {
-		body["ownerid@odata.bind"] = "/systemusers(" + uid + ")"
+		// Activities name their single-valued navigation properties after the
+		// table: the email's owner is ownerid_email (ownerid is refused).
+		body["ownerid_email@odata.bind"] = "/systemusers(" + uid + ")"
 	}
 	return body
 }

@@ -627,4 +627,14 @@ func TestIntegrationTrimmedWebhook(t *testing.T) {
 	if got := inv.Str("_ownerid_value"); !strings.EqualFold(got, emulator.DemoAdminUserID) {
 		t.Errorf("invitation owner %q, want the initiating user %s", got, emulator.DemoAdminUserID)
 	}
+	// So does its email (bound through ownerid_email: activities name their
+	// navigation properties after the table).
+	page, err := c.admin.QueryPage(ctx, "emails", &dataverse.Query{Select: []string{"_ownerid_value"},
+		Filter: "_regardingobjectid_value eq " + rows[0]["adx_invitationid"].(string)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 1 || !strings.EqualFold(page.Records[0].Str("_ownerid_value"), emulator.DemoAdminUserID) {
+		t.Errorf("invitation email owners %v, want the initiating user %s", page.Records, emulator.DemoAdminUserID)
+	}
 }
