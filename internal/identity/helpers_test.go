@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"strings"
@@ -82,4 +83,13 @@ func assertNoSecrets(t testing.TB, where, text string, secrets ...string) {
 			t.Errorf("%s contains a secret (%.12s…)", where, s)
 		}
 	}
+}
+
+// parseCert reads the first certificate of a PEM bundle.
+func parseCert(bundle []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(bundle)
+	if b == nil {
+		return nil, errors.New("no PEM block")
+	}
+	return x509.ParseCertificate(b.Bytes)
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/example/server/storage"
@@ -144,6 +145,7 @@ type testOP struct {
 	provider *op.Provider
 	browser  *http.Client // trusts the OP, follows no redirects
 	keyHits  atomic.Int64
+	tokenNs  atomic.Int64 // time spent serving the token endpoint, for benchmarks
 
 	mu        sync.Mutex
 	tokenAuth []string // how each token request authenticated: basic, post or jwt
@@ -159,6 +161,8 @@ func startOP(t testing.TB) *testOP {
 			o.keyHits.Add(1)
 		case "/oauth/token":
 			o.recordTokenAuth(r)
+			start := time.Now()
+			defer func() { o.tokenNs.Add(int64(time.Since(start))) }()
 		}
 		handler.ServeHTTP(w, r)
 	}))

@@ -452,8 +452,8 @@ func (p *Provider) discoveryURL() string {
 	return trimSlash(base) + "/.well-known/openid-configuration"
 }
 
-// fetch reads the discovery document and builds the verifier. The returned
-// document is for Check's report.
+// fetch reads the discovery document and builds the verifier. The document
+// is returned for Check's report whenever it was read, even on error.
 func (p *Provider) fetch(ctx context.Context) (*metadata, *discoveryDoc, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("identity: %s: discovery %s: "+format, append([]any{p.cfg.Name, p.discoveryURL()}, args...)...)
@@ -472,7 +472,7 @@ func (p *Provider) fetch(ctx context.Context) (*metadata, *discoveryDoc, error) 
 	if err != nil {
 		var mm *oidc.IssuerMismatchError
 		if errors.As(err, &mm) {
-			return nil, nil, fail("configured issuer %q, document names %q: %w", mm.Provided, mm.Discovered, ErrDiscoveryIssuerMismatch)
+			return nil, &discoveryDoc{Issuer: mm.Discovered}, fail("configured issuer %q, document names %q: %w", mm.Provided, mm.Discovered, ErrDiscoveryIssuerMismatch)
 		}
 		return nil, nil, fail("%s: %w", clean(err.Error(), 300), ErrDiscoveryFailed)
 	}

@@ -82,7 +82,7 @@ func (p *Provider) classify(ctx context.Context, m *metadata, raw string, out *s
 	if !out.called {
 		// Parsing failed before any key was consulted: find out whether the
 		// header names an algorithm the provider does not use.
-		all := append(slices.Clone(supportedAlgs), "none")
+		all := append(slices.Clone(supportedAlgs), "HS256", "HS384", "HS512", "none")
 		algs := make([]jose.SignatureAlgorithm, len(all))
 		for i, a := range all {
 			algs[i] = jose.SignatureAlgorithm(a)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 )
@@ -97,14 +98,7 @@ func pairwiseSubject(tenant, clientID, oid string) string {
 // token endpoint: name, preferred_username and oid with the profile scope,
 // email with the email scope, optional claims as the app registration asks.
 func idTokenClaims(issuer, tenant, clientID, nonce string, scopes []string, u DemoUser, optional map[string]bool, now time.Time, ttl time.Duration) map[string]any {
-	has := func(s string) bool {
-		for _, x := range scopes {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(s string) bool { return slices.Contains(scopes, s) }
 	c := map[string]any{
 		"aud": clientID,
 		"iss": issuer,
