@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,22 +81,14 @@ type tokenClaims struct {
 func (c *tokenClaims) email(t ProviderType) (string, bool) {
 	switch t {
 	case TypeEntraID, TypeEntraExternalID:
-		verified := append(append([]string(nil), c.VerifiedPrimary...), c.VerifiedSecondary...)
 		if c.Email == "" {
 			if len(c.VerifiedPrimary) > 0 {
 				return c.VerifiedPrimary[0], true
 			}
 			return "", false
 		}
-		if bool(c.EmailDomainOwner) {
-			return c.Email, true
-		}
-		for _, v := range verified {
-			if strings.EqualFold(v, c.Email) {
-				return c.Email, true
-			}
-		}
-		return c.Email, false
+		same := func(v string) bool { return strings.EqualFold(v, c.Email) }
+		return c.Email, bool(c.EmailDomainOwner) || slices.ContainsFunc(c.VerifiedPrimary, same) || slices.ContainsFunc(c.VerifiedSecondary, same)
 	case TypeAzureADB2C:
 		email := c.Email
 		if email == "" && len(c.Emails) > 0 {
