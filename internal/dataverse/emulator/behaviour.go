@@ -1,5 +1,7 @@
 package emulator
 
+import "strings"
+
 // Behaviour the table reference does not give, keyed by name. The names
 // themselves come from the facts (schema/tables.json); addBehaviour fails
 // loudly (panics at start-up) if one of them is not there.
@@ -29,14 +31,10 @@ var choiceDefaults = map[string]int{
 
 func addBehaviour(r *registry) {
 	col := func(name string) *Column {
-		for i := 0; i < len(name); i++ {
-			if name[i] == '.' {
-				if t, ok := r.tables[name[:i]]; ok {
-					if c, ok := t.columns[name[i+1:]]; ok {
-						return c
-					}
-				}
-				break
+		tn, cn, _ := strings.Cut(name, ".")
+		if t, ok := r.tables[tn]; ok {
+			if c, ok := t.columns[cn]; ok {
+				return c
 			}
 		}
 		panic("emulator behaviour: no column " + name + " in the schema facts")

@@ -389,10 +389,10 @@ func collNav(t *table, nav string) (collOp, bool) {
 // applyState keeps statecode/statuscode a valid pair.
 func applyState(t *table, vals map[string]any, sentState, sentStatus bool, id string) *apiError {
 	st, ok := t.columns["statecode"]
-	if !ok {
+	ss, ok2 := t.columns["statuscode"]
+	if !ok || !ok2 {
 		return nil
 	}
-	ss := t.columns["statuscode"]
 	state, _ := vals["statecode"].(int)
 	status, hasStatus := vals["statuscode"].(int)
 	switch {
