@@ -48,7 +48,8 @@ const (
 
 // SendError is a failed submission: where it failed, the server's reply when
 // there was one, and whether a retry may succeed. Its text never holds the
-// password or the message body.
+// password or the message body. Only this package makes temporary ones; a
+// SendError built elsewhere is permanent.
 type SendError struct {
 	Stage        Stage
 	Code         int    // the server's reply code; 0 when no reply was read

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -107,6 +108,8 @@ type serverConfig struct {
 	// dropDataAfter > 0 cuts the connection after that many bytes of the
 	// message, before the final dot.
 	dropDataAfter int
+	// countOnly keeps a count instead of the messages (benchmarks).
+	countOnly bool
 }
 
 type testServer struct {
@@ -115,6 +118,7 @@ type testServer struct {
 	pki  testPKI
 
 	accepted atomic.Int64 // TCP connections accepted
+	count    atomic.Int64 // messages delivered
 
 	mu        sync.Mutex
 	delivered []received
@@ -262,6 +266,10 @@ func (s *session) Data(r io.Reader) error {
 		err = s.cfg.onData(s.conn, data)
 	}
 	if err == nil || errors.Is(err, errDropped) {
+		s.srv.count.Add(1)
+		if s.cfg.countOnly {
+			return err
+		}
 		_, isTLS := s.conn.TLSConnectionState()
 		s.srv.mu.Lock()
 		s.srv.delivered = append(s.srv.delivered, received{From: s.from, To: s.to, Data: data, TLS: isTLS, User: s.user})
@@ -344,7 +352,8 @@ func scriptedServer(t testing.TB, handle func(c net.Conn)) (host string, port in
 
 // smtpScript answers a minimal SMTP dialogue: replies maps a command verb
 // (EHLO, MAIL, RCPT, DATA, DATA-END, QUIT) to a raw reply line sent instead
-// of the normal one. Unlisted verbs get the normal reply.
+// of the normal one; "{args}" in it becomes the command's arguments.
+// Unlisted verbs get the normal reply.
 func smtpScript(greeting string, replies map[string]string) func(c net.Conn) {
 	normal := map[string]string{
 		"EHLO":     "250-mx.test\r\n250 8BITMIME",
@@ -382,9 +391,9 @@ func smtpScript(greeting string, replies map[string]string) func(c net.Conn) {
 			if err != nil {
 				return
 			}
-			verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			verb, args, _ := strings.Cut(strings.TrimSpace(line), " ")
 			verb = strings.ToUpper(verb)
-			rep := reply(verb)
+			rep := strings.ReplaceAll(reply(verb), "{args}", args)
 			if !say(rep) {
 				return
 			}
@@ -406,5 +415,42 @@ func smtpScript(greeting string, replies map[string]string) func(c net.Conn) {
 				}
 			}
 		}
+	}
+}
+
+// closedPort is a loopback port nothing listens on (just released).
+func closedPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// randomDrops is an onData hook that cuts a seeded-random share rate of
+// connections after the final dot, and a counter of the cuts.
+func randomDrops(rate float64, seed uint64) (func(c *smtpd.Conn, _ []byte) error, func() int) {
+	var mu sync.Mutex
+	rng := mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	drops := 0
+	hook := func(c *smtpd.Conn, _ []byte) error {
+		mu.Lock()
+		cut := rng.Float64() < rate
+		if cut {
+			drops++
+		}
+		mu.Unlock()
+		if cut {
+			return drop(c)
+		}
+		return nil
+	}
+	return hook, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return drops
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,6 +167,10 @@ func (s *SMTPSender) FromDomain() string { return s.fromDomain }
 func (s *SMTPSender) Send(ctx context.Context, m Message) (Receipt, error) {
 	start := time.Now()
 	rec, err := s.send(ctx, m)
+	var se *SendError
+	if errors.As(err, &se) {
+		s.scrub(se)
+	}
 	attrs := []slog.Attr{
 		slog.String("activity_id", m.ActivityID),
 		slog.String("message_id", rec.MessageID),
@@ -312,6 +318,28 @@ func (s *SMTPSender) auth(c *gosmtp.Client) (gosmtp.Auth, error) {
 		return gosmtp.LoginAuth(s.username, s.password, s.host, clear), nil
 	}
 	return nil, invalid(StageAuth, "the server offers AUTH %s; want PLAIN or LOGIN", cleanText(offered))
+}
+
+// scrub removes the credentials from a server reply kept in e. A broken or
+// hostile server may echo what it was sent; AUTH PLAIN and LOGIN carry the
+// password in clear or in base64.
+func (s *SMTPSender) scrub(e *SendError) {
+	if s.password == "" {
+		return
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	text := e.Text
+	for _, secret := range []string{
+		b64([]byte("\x00" + s.username + "\x00" + s.password)),
+		b64([]byte(s.password)),
+		s.password,
+	} {
+		text = strings.ReplaceAll(text, secret, "[redacted]")
+	}
+	if text != e.Text {
+		e.Text = text
+		e.Err = &textproto.Error{Code: e.Code, Msg: text}
+	}
 }
 
 // abort ends a refused transaction politely (RSET is implied by QUIT) and

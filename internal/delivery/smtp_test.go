@@ -230,6 +230,26 @@ func TestWrongPasswordIsPermanent(t *testing.T) {
 	}
 }
 
+// TestEchoedCredentialsRedacted: a server that quotes the AUTH line back
+// does not get the password into the error.
+func TestEchoedCredentialsRedacted(t *testing.T) {
+	host, port := scriptedServer(t, smtpScript("220 mx.test ESMTP", map[string]string{
+		"EHLO": "250-mx.test\r\n250 AUTH PLAIN",
+		"AUTH": "535 5.7.8 rejected: AUTH {args} / " + testPassword,
+	}))
+	s := newSender(t, host, port, delivery.SMTPOptions{Security: delivery.SecurityNone, Username: testUser, Password: testPassword})
+	_, err := s.Send(context.Background(), testMessage())
+	se := sendErr(t, err)
+	if se.Code != 535 || se.Stage != delivery.StageAuth || !strings.Contains(err.Error(), "AUTH PLAIN [redacted] / [redacted]") {
+		t.Errorf("got %v", err)
+	}
+	for e := error(se); e != nil; e = errors.Unwrap(e) {
+		if strings.Contains(e.Error(), testPassword) || strings.Contains(e.Error(), "AGludml0ZXNAY29udG9zby50ZXN0") {
+			t.Errorf("%T holds the credentials: %q", e, e.Error())
+		}
+	}
+}
+
 // TestServerReplies covers 4xx and 5xx at each step of the transaction.
 func TestServerReplies(t *testing.T) {
 	pki := newPKI(t)
@@ -350,13 +370,7 @@ func TestDroppedConnections(t *testing.T) {
 // TestBrokenServers: servers that close at once, answer garbage, say
 // nothing, or are not there. All temporary, each with a readable reason.
 func TestBrokenServers(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedPort := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
-
+	refusing := closedPort(t)
 	type target struct {
 		host string
 		port int
@@ -387,7 +401,7 @@ func TestBrokenServers(t *testing.T) {
 			h, p := scriptedServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 			return target{h, p}
 		}, delivery.StageGreeting, "no reply from the server in time"},
-		{"refuses connections", func(t *testing.T) target { return target{"127.0.0.1", closedPort} }, delivery.StageConnect, "refused"},
+		{"refuses connections", func(t *testing.T) target { return target{"127.0.0.1", refusing} }, delivery.StageConnect, "refused"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
