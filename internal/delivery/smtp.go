@@ -195,23 +195,24 @@ func (s *SMTPSender) send(ctx context.Context, m Message) (rec Receipt, err erro
 	stage := StageConnect
 	fail := func(err error) error { return classify(stage, err, ctx.Err()) }
 
-	conn, err := s.dialer.DialContext(ctx, "tcp", s.addr)
+	raw, err := s.dialer.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return rec, fail(err)
 	}
 	// Closing the connection is how a cancelled context interrupts a
 	// blocked read or write; whatever fails next reports ctx.Err().
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer func() {
 		stop()
-		conn.Close()
+		raw.Close()
 	}()
-	if err := conn.SetDeadline(time.Now().Add(s.connectTO)); err != nil {
+	if err := raw.SetDeadline(time.Now().Add(s.connectTO)); err != nil {
 		return rec, fail(err)
 	}
+	conn := raw
 	if s.security == SecurityTLS {
 		stage = StageTLS
-		tc := tls.Client(conn, s.tls)
+		tc := tls.Client(raw, s.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return rec, fail(err)
 		}

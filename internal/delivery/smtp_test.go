@@ -557,24 +557,28 @@ func TestSingleBodies(t *testing.T) {
 // caller past its context.
 func TestCancelInterruptsSend(t *testing.T) {
 	pki := newPKI(t)
-	release := make(chan struct{})
-	defer close(release)
-	entered := make(chan struct{}, 1)
-	srv := startServer(t, pki, serverConfig{security: "none", onData: func(*smtpd.Conn, []byte) error {
-		entered <- struct{}{}
-		<-release
-		return nil
-	}})
-	s := newSender(t, srv.host, srv.port, delivery.SMTPOptions{Security: delivery.SecurityNone, CommandTimeout: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-entered
-		cancel()
-	}()
-	_, err := s.Send(ctx, testMessage())
-	se := sendErr(t, err)
-	if !errors.Is(err, context.Canceled) || !se.Temporary() || se.Stage != delivery.StageDataEnd {
-		t.Errorf("got %v, want a temporary error wrapping context.Canceled at data-end", err)
+	for _, security := range []delivery.Security{delivery.SecurityNone, delivery.SecurityTLS, delivery.SecurityStartTLS} {
+		t.Run(string(security), func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			entered := make(chan struct{}, 1)
+			srv := startServer(t, pki, serverConfig{security: string(security), onData: func(*smtpd.Conn, []byte) error {
+				entered <- struct{}{}
+				<-release
+				return nil
+			}})
+			s := newSender(t, srv.host, srv.port, delivery.SMTPOptions{Security: security, TLSConfig: pki.client, CommandTimeout: time.Hour})
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				<-entered
+				cancel()
+			}()
+			_, err := s.Send(ctx, testMessage())
+			se := sendErr(t, err)
+			if !errors.Is(err, context.Canceled) || !se.Temporary() || se.Stage != delivery.StageDataEnd {
+				t.Errorf("got %v, want a temporary error wrapping context.Canceled at data-end", err)
+			}
+		})
 	}
 }
 
