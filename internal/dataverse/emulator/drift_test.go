@@ -158,3 +158,66 @@ func TestUnknownNamesRefused(t *testing.T) {
 	c.must(200, "GET", "emails?$select=subject,_ownerid_value&$expand=ownerid_email($select=fullname)", nil)
 	c.must(200, "GET", "adx_invitations?$filter="+url.QueryEscape("adx_inviteContact/fullname eq 'Lee'"), nil)
 }
+
+// TestAddedTables exercises mailbox, tracelog, adx_externalidentity and
+// organization through the names the reference (or exceptions.json) gives.
+func TestAddedTables(t *testing.T) {
+	c := startPlain(t, Options{})
+	// The seeded organization: its email settings, read-only through the API.
+	org := c.must(200, "GET", "organizations("+OrganizationID+")?$select=allowunresolvedpartiesonemailsend,requireapprovalforuseremail,expirechangetrackingindays", nil)
+	if org.json["allowunresolvedpartiesonemailsend"] != false || org.json["requireapprovalforuseremail"] != true || num(org.json["expirechangetrackingindays"]) != 7 {
+		t.Fatalf("organization: %s", org.body)
+	}
+	c.must(204, "PATCH", "organizations("+OrganizationID+")", map[string]any{"allowunresolvedpartiesonemailsend": true})
+	if row, _ := c.r.Row("organization", OrganizationID); row["allowunresolvedpartiesonemailsend"] != false {
+		t.Fatal("a read-only organization setting changed through the API")
+	}
+	bu := c.must(200, "GET", "businessunits("+BusinessUnitID+")?$select=_organizationid_value", nil)
+	if bu.str("_organizationid_value") != OrganizationID {
+		t.Fatalf("business unit organization: %s", bu.body)
+	}
+
+	// A user's mailbox (the platform creates it), found both ways the
+	// email-delivery facts describe.
+	user, err := c.r.Insert("systemuser", map[string]any{"fullname": "Mia Box", "internalemailaddress": "mia@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbx, err := c.r.Insert("mailbox", map[string]any{"name": "Mia Box", "emailaddress": "mia@example.com", "regardingobjectid": user,
+		"emailrouteraccessapproval": 1, "outgoingemaildeliverymethod": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.must(204, "PUT", "systemusers("+user+")/defaultmailbox/$ref", map[string]any{"@odata.id": c.r.APIURL + "mailboxes(" + mbx + ")"})
+	exp := c.must(200, "GET", "systemusers("+user+")?$select=fullname&$expand=defaultmailbox($select=emailaddress,emailrouteraccessapproval,outgoingemaildeliverymethod,statecode)", nil)
+	if m, _ := exp.json["defaultmailbox"].(map[string]any); m == nil || m["emailaddress"] != "mia@example.com" || num(m["emailrouteraccessapproval"]) != 1 || num(m["statecode"]) != 0 {
+		t.Fatalf("defaultmailbox: %s", exp.body)
+	}
+	byUser := c.must(200, "GET", "mailboxes?$select=name&$filter="+url.QueryEscape("_regardingobjectid_value eq "+user), nil)
+	if len(byUser.values()) != 1 {
+		t.Fatalf("mailboxes of the user: %s", byUser.body)
+	}
+
+	// Alerts on that mailbox.
+	if _, err := c.r.Insert("tracelog", map[string]any{"regardingobjectid": mbx, "level": 3, "text": "Email cannot be sent", "tracecode": 42, "tracestatus": false}); err != nil {
+		t.Fatal(err)
+	}
+	alerts := c.must(200, "GET", "tracelogs?$select=level,text,createdon&$filter="+url.QueryEscape("_regardingobjectid_value eq "+mbx+" and level eq 3"), nil)
+	if v := alerts.values(); len(v) != 1 || v[0]["text"] != "Email cannot be sent" || v[0]["createdon"] == nil {
+		t.Fatalf("alerts: %s", alerts.body)
+	}
+	viaMailbox := c.must(200, "GET", "mailboxes("+mbx+")/tracelog_Mailbox?$select=tracecode", nil)
+	if len(viaMailbox.values()) != 1 {
+		t.Fatalf("tracelog_Mailbox: %s", viaMailbox.body)
+	}
+
+	// An external login linked to a contact, read from the contact's side.
+	cid := c.create("contacts", map[string]any{"lastname": "Ext"})
+	c.create("adx_externalidentities", map[string]any{"adx_username": "subject-123", "adx_identityprovidername": "https://login.example/",
+		"adx_contactid@odata.bind": "/contacts(" + cid + ")"})
+	ids := c.must(200, "GET", "contacts("+cid+")?$select=lastname&$expand=adx_contact_externalidentity($select=adx_username,adx_identityprovidername,_organizationid_value)", nil)
+	list, _ := ids.json["adx_contact_externalidentity"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["adx_username"] != "subject-123" || list[0].(map[string]any)["_organizationid_value"] != OrganizationID {
+		t.Fatalf("external identities: %s", ids.body)
+	}
+}
