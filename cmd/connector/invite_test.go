@@ -68,6 +68,10 @@ func TestInviteBulkThroughQueueIsResumable(t *testing.T) {
 	if !regexp.MustCompile(`queued\s+` + itoa(len(ids))).MatchString(out) {
 		t.Errorf("summary:\n%s", out)
 	}
+	// Not a terminal: plain progress lines, the last one for the whole run.
+	if !strings.Contains(stderr, "progress: "+itoa(len(ids))+"/"+itoa(len(ids))+" (100%), done in ") || strings.Contains(stderr, "\r") {
+		t.Errorf("progress:\n%s", stderr)
+	}
 	rdb := org.redis.Client(t)
 	n, err := rdb.XLen(context.Background(), "pinv:intake:stream").Result()
 	if err != nil || n != int64(len(ids)) {
@@ -86,5 +90,40 @@ func TestInviteBulkThroughQueueIsResumable(t *testing.T) {
 	}
 	if n2, _ := rdb.XLen(context.Background(), "pinv:intake:stream").Result(); n2 != n {
 		t.Errorf("resume queued again: %d -> %d", n, n2)
+	}
+}
+
+func TestInviteBulkCountsAlreadyInvited(t *testing.T) {
+	org := newTestOrg(t)
+	env := org.getenv(org.emu.ClientSecret)
+	done, fresh := org.seed.ContactIDs[0], org.seed.ContactIDs[1]
+	if code, out, stderr := runCLI(t, env, "invite", "--config", org.cfgPath, "--contact", done); code != exitOK {
+		t.Fatalf("invite one: exit %d\n%s%s", code, out, stderr)
+	}
+	csvPath := filepath.Join(t.TempDir(), "contacts.csv")
+	if err := os.WriteFile(csvPath, []byte("contactid\n"+done+"\n"+fresh+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, env, "invite", "--config", org.cfgPath, "--file", csvPath)
+	if code != exitOK || !regexp.MustCompile(`already invited\s+1\n`).MatchString(out) || !regexp.MustCompile(`queued\s+1\n`).MatchString(out) {
+		t.Fatalf("bulk: exit %d\n%s%s", code, out, stderr)
+	}
+	if n, err := org.redis.Client(t).XLen(context.Background(), "pinv:intake:stream").Result(); err != nil || n != 1 {
+		t.Errorf("queue length %d (%v), want 1: the invited contact was queued again", n, err)
+	}
+	if n := len(org.emu.Outbox()); n != 1 {
+		t.Errorf("%d emails, want 1", n)
+	}
+}
+
+func TestInviteBulkBadCSVNamesTheLine(t *testing.T) {
+	org := newTestOrg(t)
+	csvPath := filepath.Join(t.TempDir(), "contacts.csv")
+	if err := os.WriteFile(csvPath, []byte("email\na@example.invalid\nb@example.invalid\"x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, org.getenv(org.emu.ClientSecret), "invite", "--config", org.cfgPath, "--file", csvPath)
+	if code != exitUsage || !strings.Contains(stderr, csvPath+": parse error on line 3") {
+		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 }
