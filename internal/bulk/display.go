@@ -113,7 +113,7 @@ func (d *display) finishText() string {
 	if !ok {
 		return "finish: estimating"
 	}
-	if !t.After(now) {
+	if t.Sub(now) < time.Second {
 		return "finish: any moment"
 	}
 	return "finish ~" + when(now, t)

@@ -30,10 +30,6 @@ type Defaults struct {
 	Roles  []string
 }
 
-// contactColumns are the header names accepted for the contact column, in
-// order of preference.
-var contactColumns = []string{"contact", "contactid", "email", "emailaddress1"}
-
 // ReadCSVFile reads the CSV at path; see ReadCSV.
 func ReadCSVFile(path string, d Defaults) ([]Row, error) {
 	f, err := os.Open(path)
@@ -62,7 +58,7 @@ func ReadCSV(r io.Reader, name string, d Defaults) ([]Row, error) {
 		col[strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))] = i
 	}
 	contactCol := -1
-	for _, c := range contactColumns {
+	for _, c := range []string{"contact", "contactid", "email", "emailaddress1"} { // by preference
 		if i, ok := col[c]; ok {
 			contactCol = i
 			break

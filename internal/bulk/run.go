@@ -100,8 +100,6 @@ type Config struct {
 	// not a terminal; default 10s.
 	ProgressInterval time.Duration
 	Now              func() time.Time // default time.Now
-
-	terminal *bool // tests: override terminal detection
 }
 
 // Runner runs bulk invitations.
@@ -184,7 +182,7 @@ func (r *Runner) Run(ctx context.Context, rows []Row) (*Report, error) {
 		if est == nil {
 			est = RateEstimator{Start: c.Now(), Total: len(todo)}
 		}
-		disp = newDisplay(c.Stderr, len(todo), displayOptions{est: est, now: c.Now, interval: c.ProgressInterval, terminal: c.terminal})
+		disp = newDisplay(c.Stderr, len(todo), displayOptions{est: est, now: c.Now, interval: c.ProgressInterval})
 	}
 	var mu sync.Mutex
 	jobs := make(chan Row)

@@ -63,11 +63,11 @@ func (s Schedule) Print(w io.Writer) error {
 	return nil
 }
 
-// when says t relative to now for people: "now", "14:05 (in 12m)",
+// when says t relative to now for people: "now" (within a second), "14:05 (in 12m)",
 // "Tue 3 Jun 09:00 (in 1d2h)".
 func when(now, t time.Time) string {
 	d := t.Sub(now)
-	if d <= 0 {
+	if d < time.Second {
 		return "now"
 	}
 	layout := "15:04"

@@ -39,6 +39,7 @@ func TestWhen(t *testing.T) {
 	}{
 		{-time.Second, "now"},
 		{0, "now"},
+		{400 * time.Millisecond, "now"},
 		{45 * time.Second, "09:00 (in 45s)"},
 		{59*time.Second + 600*time.Millisecond, "09:00 (in 1m)"},
 		{12 * time.Minute, "09:12 (in 12m)"},
