@@ -337,6 +337,12 @@ func mapBatchResults(req *BatchRequest, ops []BatchOp, groups []batchGroup) []Ba
 			continue
 		}
 		g := groups[pi]
+		if len(g.parts) == 0 { // an empty response group answers nothing
+			for _, o := range partOps {
+				results = append(results, notRun(o, "no response for this op"))
+			}
+			continue
+		}
 		if p.Op != nil {
 			results = append(results, toResult(partOps[0], g.parts[0]))
 			continue
@@ -355,17 +361,30 @@ func mapBatchResults(req *BatchRequest, ops []BatchOp, groups []batchGroup) []Ba
 			}
 			continue
 		}
-		byID := make(map[string]batchPart, len(g.parts))
-		for _, bp := range g.parts {
+		// Match by Content-ID first; an op whose id has no response falls back
+		// to its position, but never to a response another op already took.
+		byID := make(map[string]int, len(g.parts))
+		for i, bp := range g.parts {
 			if bp.contentID != "" {
-				byID[bp.contentID] = bp
+				byID[bp.contentID] = i
+			}
+		}
+		taken := make([]bool, len(g.parts))
+		match := make([]int, len(partOps))
+		for i, o := range partOps {
+			match[i] = -1
+			if j, ok := byID[o.ContentID]; ok && o.ContentID != "" && !taken[j] {
+				match[i], taken[j] = j, true
+			}
+		}
+		for i := range partOps {
+			if match[i] < 0 && i < len(g.parts) && !taken[i] {
+				match[i], taken[i] = i, true
 			}
 		}
 		for i, o := range partOps {
-			if bp, ok := byID[o.ContentID]; ok {
-				results = append(results, toResult(o, bp))
-			} else if i < len(g.parts) {
-				results = append(results, toResult(o, g.parts[i]))
+			if match[i] >= 0 {
+				results = append(results, toResult(o, g.parts[match[i]]))
 			} else {
 				results = append(results, notRun(o, "no response for this op"))
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinels that *Error matches with errors.Is, so callers can branch on a
@@ -195,10 +196,14 @@ func newError(op string, status int, h http.Header, body []byte) *Error {
 			return e
 		}
 	}
-	msg := strings.TrimSpace(string(body))
+	msg := strings.ToValidUTF8(strings.TrimSpace(string(body)), "\uFFFD")
 	const maxMsg = 512
 	if len(msg) > maxMsg {
-		msg = msg[:maxMsg] + "…"
+		cut := maxMsg
+		for cut > 0 && !utf8.RuneStart(msg[cut]) { // never split a character
+			cut--
+		}
+		msg = msg[:cut] + "…"
 	}
 	e.Message = msg
 	return e
