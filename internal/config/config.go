@@ -25,6 +25,8 @@ type Config struct {
 	Portals   []Portal  `yaml:"portals"`
 	API       API       `yaml:"api"`
 	Log       Log       `yaml:"log"`
+	// SMTP is the submission server for portals whose email.channel is smtp.
+	SMTP SMTP `yaml:"smtp"`
 
 	// Path is the file the configuration was loaded from ("" when built in).
 	Path string `yaml:"-"`
@@ -135,6 +137,9 @@ type ContactStatus struct {
 	Sent      int `yaml:"sent"`
 	Failed    int `yaml:"failed"`
 	Redeemed  int `yaml:"redeemed"`
+	// Delivered: Exchange (or the SMTP server) accepted the invitation email;
+	// Sent only says it was handed to Dataverse.
+	Delivered int `yaml:"delivered"`
 }
 
 // Identity configures portal accounts.
@@ -201,6 +206,12 @@ type Email struct {
 	Subject      string `yaml:"subject"`
 	Template     string `yaml:"template"`      // optional HTML template file
 	TextTemplate string `yaml:"text_template"` // optional plain-text template file
+	// Channel is how the email leaves: dataverse (server-side sync through
+	// the sender's mailbox, default) or smtp (the top-level smtp block).
+	Channel string `yaml:"channel"`
+	// PendingAlertAfter is how long an invitation email may stay Pending
+	// Send before the contact is marked Failed with the mailbox's reason.
+	PendingAlertAfter Duration `yaml:"pending_alert_after"`
 }
 
 // API is the JSON API for invitations.

@@ -124,6 +124,7 @@ func (c *Config) applyDefaults(present map[string]bool) {
 
 	str(&c.Log.Level, "log.level", "info")
 	str(&c.Log.Format, "log.format", "json")
+	c.applyDeliveryDefaults(present)
 }
 
 // ApplyPortalDefaults fills the unset keys of a portal built in code, such as

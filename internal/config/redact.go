@@ -21,6 +21,7 @@ func (c *Config) Redacted() *Config {
 	r.Dataverse.Auth.CertificatePassword = hide(c.Dataverse.Auth.CertificatePassword)
 	r.Intake.Webhook.Auth.Value = hide(c.Intake.Webhook.Auth.Value)
 	r.Identity.TokenSecret = hide(c.Identity.TokenSecret)
+	r.SMTP.Password = hide(c.SMTP.Password)
 	r.Redis.URL = redactURL(c.Redis.URL)
 	r.API.Keys = make([]string, len(c.API.Keys))
 	for i := range c.API.Keys {

@@ -315,6 +315,8 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 		}
 	}
 
+	c.validateDelivery(v)
+
 	// api
 	for i, key := range c.API.Keys {
 		if len(key) < 24 {
