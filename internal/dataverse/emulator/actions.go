@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// SentEmail is an email that went through the SendEmail action with IssueSend=true.
+// SentEmail is an email handed to server-side sync with SendEmail
+// (IssueSend=true), with its delivery state as the sync last left it.
 type SentEmail struct {
 	ID             string // activityid of the email row
 	Subject        string
@@ -20,7 +21,28 @@ type SentEmail struct {
 	From           string
 	RegardingID    string
 	RegardingTable string
-	SentAt         time.Time
+	SentAt         time.Time // when SendEmail handed it over
+
+	MailboxID string    // sendermailboxid ("" when the sender has no mailbox: it stays Pending Send)
+	Status    int       // EmailPendingSend, EmailSending, EmailSent or EmailFailed
+	SentOn    time.Time // senton: when the mail server accepted it (Sent only)
+	Attempts  int       // deliveryattempts
+	Alert     string    // the tracelog alert text that holds or failed it ("" when none)
+}
+
+// StatusLabel is the email_statuscode label of Status.
+func (e SentEmail) StatusLabel() string {
+	switch e.Status {
+	case EmailPendingSend:
+		return "Pending Send"
+	case EmailSending:
+		return "Sending"
+	case EmailSent:
+		return "Sent"
+	case EmailFailed:
+		return "Failed"
+	}
+	return fmt.Sprint(e.Status)
 }
 
 func (s *Server) whoAmI(req *request) *response {
@@ -71,10 +93,10 @@ func (s *Server) serveBoundAction(req *request, t *table, key, action string, re
 	})
 }
 
-// sendEmail validates a draft email and marks it sent. Dataverse moves an email sent with
-// IssueSend=true to Pending Send (6) and server-side sync later to Sent (3); the emulator
-// has no mail pipeline, so it goes straight to Sent (statecode 1, statuscode 3) and into
-// the outbox.
+// sendEmail validates a draft email and hands it over. IssueSend=true moves it
+// to Pending Send (6) and into the sender mailbox's queue for the emulated
+// server-side sync (mail.go), which moves it on to Sending and Sent or Failed;
+// IssueSend=false records it as Sent (3) without delivering it.
 func (s *Server) sendEmail(tx *tx, req *request, r *row, issue bool, token string) (SentEmail, *apiError) {
 	state, _ := r.vals["statecode"].(int)
 	status, _ := r.vals["statuscode"].(int)
@@ -83,10 +105,11 @@ func (s *Server) sendEmail(tx *tx, req *request, r *row, issue bool, token strin
 	}
 	parties := s.emailParties(r.id)
 	var e SentEmail
+	var sender ref
 	for _, p := range parties {
 		switch p.mask {
 		case 1:
-			e.From = p.address
+			e.From, sender = p.address, p.party
 		case 2:
 			e.To = append(e.To, p.address)
 		case 3:
@@ -98,9 +121,12 @@ func (s *Server) sendEmail(tx *tx, req *request, r *row, issue bool, token strin
 	if len(e.To)+len(e.CC)+len(e.BCC) == 0 {
 		return SentEmail{}, newErr(http.StatusBadRequest, codeSendEmailNoRecipients, "The e-mail must have at least one recipient before it can be sent.")
 	}
-	if e.From == "" {
-		if o, ok := r.vals["ownerid"].(ref); ok {
+	if o, ok := r.vals["ownerid"].(ref); ok {
+		if e.From == "" {
 			e.From = s.addressOf(o)
+		}
+		if sender.id == "" {
+			sender = o
 		}
 	}
 	subject, _ := r.vals["subject"].(string)
@@ -116,21 +142,55 @@ func (s *Server) sendEmail(tx *tx, req *request, r *row, issue bool, token strin
 	}
 	e.SentAt = tx.now.UTC()
 	cols := map[string]any{
-		"statecode": 1, "statuscode": emailStatusSent, "senton": tx.now.UTC().Truncate(time.Second),
 		"subject": nilIfEmpty(subject), "sender": nilIfEmpty(e.From), "torecipients": nilIfEmpty(strings.Join(e.To, ";")),
+	}
+	changed := []string{"statecode", "statuscode"}
+	if issue {
+		cols["statecode"], cols["statuscode"] = 1, EmailPendingSend
+		e.Status = EmailPendingSend
+		if mb := s.defaultMailbox(sender); mb != "" {
+			e.MailboxID = mb
+			cols["sendermailboxid"] = ref{table: "mailbox", id: mb}
+			changed = append(changed, "sendermailboxid")
+		}
+	} else {
+		cols["statecode"], cols["statuscode"] = 1, EmailSent
+		cols["senton"] = tx.now.UTC().Truncate(time.Second)
+		changed = append(changed, "senton")
 	}
 	if token != "" {
 		cols["trackingtoken"] = token
 	}
 	t := s.reg.tables["email"]
-	if err := s.updateValues(tx, req, t, r, cols, []string{"statecode", "statuscode", "senton"}); err != nil {
+	if err := s.updateValues(tx, req, t, r, cols, changed); err != nil {
 		return SentEmail{}, err
 	}
 	if issue {
-		tx.send(e)
+		var q *queuedEmail
+		if e.MailboxID != "" {
+			q = &queuedEmail{id: e.ID, mailbox: e.MailboxID, subject: subject, due: tx.now.Add(s.mail.o.Delay),
+				recipients: append(append(append([]string(nil), e.To...), e.CC...), e.BCC...)}
+		}
+		tx.send(e, q)
 	}
 	req.cost += s.costs.Action
 	return e, nil
+}
+
+// defaultMailbox is the mailbox of a sender (systemuser or queue); "" when it
+// has none (the caller holds the lock).
+func (s *Server) defaultMailbox(p ref) string {
+	if p.table != "systemuser" && p.table != "queue" {
+		return ""
+	}
+	r, ok := s.st.data[p.table].rows[p.id]
+	if !ok {
+		return ""
+	}
+	if mb, ok := r.vals["defaultmailbox"].(ref); ok {
+		return mb.id
+	}
+	return ""
 }
 
 func nilIfEmpty(s string) any {
@@ -143,6 +203,7 @@ func nilIfEmpty(s string) any {
 type party struct {
 	mask    int
 	address string
+	party   ref // partyid (zero when the party is an address only)
 }
 
 // emailParties reads the activity parties of an activity (caller holds the lock).
@@ -157,15 +218,14 @@ func (s *Server) emailParties(activityID string) []party {
 	for _, r := range rows {
 		mask, _ := r.vals["participationtypemask"].(int)
 		addr, _ := r.vals["addressused"].(string)
-		if addr == "" {
-			if p, ok := r.vals["partyid"].(ref); ok {
-				addr = s.addressOf(p)
-			}
+		p, _ := r.vals["partyid"].(ref)
+		if addr == "" && p.id != "" {
+			addr = s.addressOf(p)
 		}
 		if addr == "" {
 			continue
 		}
-		out = append(out, party{mask: mask, address: addr})
+		out = append(out, party{mask: mask, address: addr, party: p})
 	}
 	return out
 }

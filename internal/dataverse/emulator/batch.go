@@ -207,7 +207,7 @@ func (s *Server) runChangeSet(req *request, ops []*batchOp, boundary string, out
 		}
 		resps = append(resps, resp)
 	}
-	s.fire(tx.commit())
+	s.committed(tx)
 	cs := "changesetresponse_" + newGUID()
 	fmt.Fprintf(out, "--%s\r\nContent-Type: multipart/mixed; boundary=%s\r\n\r\n", boundary, cs)
 	for i, resp := range resps {

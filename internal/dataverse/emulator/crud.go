@@ -482,6 +482,9 @@ func (s *Server) createRow(tx *tx, req *request, t *table, body map[string]any, 
 		vals[k] = v
 	}
 	s.stampCreate(tx, t, vals)
+	if err := s.addDefaultMailbox(tx, req, t, id, vals); err != nil {
+		return nil, err
+	}
 	_, sentState := pb.cols["statecode"]
 	_, sentStatus := pb.cols["statuscode"]
 	if err := applyState(t, vals, sentState, sentStatus, id); err != nil {
@@ -679,7 +682,7 @@ func (s *Server) updateValues(tx *tx, req *request, t *table, r *row, cols map[s
 		}
 	}
 	s.event(tx, req, "Update", t, r, old, changed)
-	return nil
+	return s.mailboxUpdated(tx, req, t, r, cols)
 }
 
 // deleteRow removes a row with Dataverse's cascade rules: referencing rows are deleted
@@ -751,10 +754,10 @@ func sortedTableNames(r *registry) []string {
 // write runs fn in the request's change set, or in its own transaction.
 func (s *Server) write(req *request, fn func(tx *tx) (*response, *apiError)) *response {
 	if req.tx != nil {
-		u, e := req.tx.savepoint()
+		u, e, m := req.tx.savepoint()
 		resp, err := fn(req.tx)
 		if err != nil {
-			req.tx.rollbackTo(u, e)
+			req.tx.rollbackTo(u, e, m)
 			return errorResponse(err)
 		}
 		return resp
@@ -773,7 +776,7 @@ func (s *Server) write(req *request, fn func(tx *tx) (*response, *apiError)) *re
 		tx.rollback()
 		return errorResponse(err)
 	}
-	s.fire(tx.commit())
+	s.committed(tx)
 	return resp
 }
 

@@ -214,7 +214,9 @@ func (s *Server) Associate(relationship, id1, id2 string) error {
 	return nil
 }
 
-// Outbox returns the emails sent with SendEmail (IssueSend=true), oldest first.
+// Outbox returns the emails handed over with SendEmail (IssueSend=true), oldest
+// first, each with its delivery state: an email is in the outbox from the
+// moment SendEmail commits, whether or not its mailbox ever sends it.
 func (s *Server) Outbox() []SentEmail {
 	s.st.mu.RLock()
 	defer s.st.mu.RUnlock()

@@ -4,8 +4,7 @@ import "strings"
 
 // Option-set values used across the package (the real ones).
 const (
-	emailStatusDraft = 1
-	emailStatusSent  = 3
+	emailStatusDraft = EmailDraft
 
 	contractWebhook = 8
 )

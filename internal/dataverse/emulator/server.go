@@ -99,6 +99,10 @@ type Options struct {
 	ChangeTrackingExpiry time.Duration
 	// RequestLogSize bounds RequestLog; default 10000 entries.
 	RequestLogSize int
+	// EmailSync shapes the emulated server-side synchronization that
+	// delivers emails sent with SendEmail(IssueSend=true); the zero value
+	// delivers at once through approved mailboxes (mail.go).
+	EmailSync EmailSyncOptions
 }
 
 // Server is the emulator; it implements http.Handler.
@@ -118,6 +122,7 @@ type Server struct {
 	stats       Stats
 	reqLog      []LoggedRequest
 	hookResults []webhook.Result
+	mail        *mailSync
 	closeOne    sync.Once
 }
 
@@ -175,6 +180,7 @@ func New(o Options) *Server {
 	})
 	s.faults = newFaultInjector(o.Faults)
 	s.stats = newStats()
+	s.mail = newMailSync(s, o.EmailSync)
 	s.seedSystem()
 	return s
 }
@@ -185,9 +191,12 @@ func (s *Server) STS() *sts.Service { return s.sts }
 // WaitWebhooks blocks until in-flight webhook deliveries finish (tests).
 func (s *Server) WaitWebhooks() { s.hooks.Wait() }
 
-// Close stops webhook delivery.
+// Close stops server-side sync and webhook delivery.
 func (s *Server) Close() {
-	s.closeOne.Do(func() { s.hooks.Close() })
+	s.closeOne.Do(func() {
+		s.mail.close()
+		s.hooks.Close()
+	})
 }
 
 // caller is who a request runs as.

@@ -48,11 +48,12 @@ type store struct {
 	version int64
 	seq     uint64
 	outbox  []SentEmail
+	outboxAt map[string]int // email id -> index in outbox
 	started time.Time
 }
 
 func newStore(reg *registry, now time.Time) *store {
-	s := &store{reg: reg, data: map[string]*tableData{}, nn: map[string]*nnData{}, version: 1000, started: now}
+	s := &store{reg: reg, data: map[string]*tableData{}, nn: map[string]*nnData{}, version: 1000, started: now, outboxAt: map[string]int{}}
 	for name, t := range reg.tables {
 		s.data[name] = &tableData{t: t, rows: map[string]*row{}, indexes: map[string]map[any]map[*row]struct{}{}}
 	}
@@ -163,6 +164,10 @@ type tx struct {
 	now    time.Time
 	caller *caller
 	done   bool
+	// mail holds the emails handed to server-side sync, queued after commit;
+	// mailboxChanged says a mailbox's sending settings may have changed.
+	mail           []*queuedEmail
+	mailboxChanged bool
 }
 
 func (s *store) begin(now time.Time, c *caller) *tx {
@@ -188,19 +193,21 @@ func (t *tx) rollback() {
 	}
 	t.done = true
 	t.events = nil
+	t.mail = nil
 	t.s.mu.Unlock()
 }
 
 // savepoint/rollbackTo let a single failing operation inside a larger transaction undo
 // only its own partial writes (deep insert that fails half way).
-func (t *tx) savepoint() (int, int) { return len(t.undo), len(t.events) }
+func (t *tx) savepoint() (int, int, int) { return len(t.undo), len(t.events), len(t.mail) }
 
-func (t *tx) rollbackTo(u, e int) {
+func (t *tx) rollbackTo(u, e, m int) {
 	for i := len(t.undo) - 1; i >= u; i-- {
 		t.undo[i]()
 	}
 	t.undo = t.undo[:u]
 	t.events = t.events[:e]
+	t.mail = t.mail[:m]
 }
 
 func (t *tx) nextVersion() int64 {
@@ -295,9 +302,28 @@ func (t *tx) disassociate(rel *manyToMany, id1, id2 string) bool {
 	return true
 }
 
-func (t *tx) send(e SentEmail) {
+// send hands an email to server-side sync: it enters the outbox now and the
+// sync's queue when the transaction commits (q nil: no mailbox will send it).
+func (t *tx) send(e SentEmail, q *queuedEmail) {
+	t.s.outboxAt[e.ID] = len(t.s.outbox)
 	t.s.outbox = append(t.s.outbox, e)
-	t.undo = append(t.undo, func() { t.s.outbox = t.s.outbox[:len(t.s.outbox)-1] })
+	t.undo = append(t.undo, func() {
+		t.s.outbox = t.s.outbox[:len(t.s.outbox)-1]
+		delete(t.s.outboxAt, e.ID)
+	})
+	if q != nil {
+		t.mail = append(t.mail, q)
+	}
+}
+
+// outboxEntry is the outbox entry of an email (nil: not handed over). The
+// caller holds the store lock for writing.
+func (s *store) outboxEntry(id string) *SentEmail {
+	i, ok := s.outboxAt[id]
+	if !ok {
+		return nil
+	}
+	return &s.outbox[i]
 }
 
 // related returns the ids on the other side of an N:N relationship for a row of tableName.
