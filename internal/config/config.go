@@ -152,6 +152,45 @@ type Identity struct {
 	// TokenLifetime bounds email-confirmation links; ResetTokenLifetime password-reset links.
 	TokenLifetime      Duration `yaml:"token_lifetime"`
 	ResetTokenLifetime Duration `yaml:"reset_token_lifetime"`
+	// LocalLogin is "enabled" (default) or "disabled": whether portals offer
+	// user names and passwords next to the identity providers.
+	LocalLogin string `yaml:"local_login"`
+	// Providers are the external OpenID Connect identity providers.
+	Providers []IdentityProvider `yaml:"providers"`
+}
+
+// IdentityProvider is one external OpenID Connect identity provider (see
+// identity.ProviderConfig for what each key does).
+type IdentityProvider struct {
+	// Name identifies the provider in URLs (/signin-oidc/<name>).
+	Name        string `yaml:"name"`
+	DisplayName string `yaml:"display_name"` // "Continue with <display_name>"; default name
+	// Type is entra_id | entra_external_id | azure_ad_b2c | google | oidc (default).
+	Type string `yaml:"type"`
+	// Issuer must equal the discovery document's issuer and the ID tokens'
+	// iss; Authority, when set, is where discovery is fetched from.
+	Issuer    string `yaml:"issuer"`
+	Authority string `yaml:"authority"`
+	ClientID  string `yaml:"client_id"`
+	// ClientSecret, or ClientCertificate: a PEM file with the certificate
+	// and its private key, for private_key_jwt.
+	ClientSecret      string `yaml:"client_secret"`
+	ClientCertificate string `yaml:"client_certificate"`
+	// TokenEndpointAuthMethod is client_secret_basic (default with a
+	// secret), client_secret_post or private_key_jwt (default with a certificate).
+	TokenEndpointAuthMethod string   `yaml:"token_endpoint_auth_method"`
+	Scopes                  []string `yaml:"scopes"`
+	// Claims maps contact columns to ID token claims (Power Pages'
+	// "firstname=given_name"), written when an account is created or linked.
+	Claims map[string]string `yaml:"claims"`
+	// ProviderKeyClaim is sub (default) or oid: the claim stored as
+	// adx_externalidentity.adx_username.
+	ProviderKeyClaim string `yaml:"provider_key_claim"`
+	// AllowContactMappingWithEmail lets a first sign-in with no linked
+	// contact take the one active contact with the same verified email.
+	AllowContactMappingWithEmail bool `yaml:"allow_contact_mapping_with_email"`
+	// CAFile is an extra trusted CA (PEM) for the provider's endpoints.
+	CAFile string `yaml:"ca_file"`
 }
 
 // PasswordPolicy mirrors Power Pages' password validator settings.
@@ -184,6 +223,12 @@ type Portal struct {
 	Invitation Invitation `yaml:"invitation"`
 	Pages      Pages      `yaml:"pages"`
 	Email      Email      `yaml:"email"`
+	// IdentityProviders names the identity.providers this portal offers;
+	// empty means all of them.
+	IdentityProviders []string `yaml:"identity_providers"`
+	// OpenRegistration lets someone whose external sign-in is linked to no
+	// contact create an account without an invitation. Default false.
+	OpenRegistration bool `yaml:"open_registration"`
 }
 
 // Invitation is how invitations for a portal behave.
@@ -191,6 +236,9 @@ type Invitation struct {
 	ExpiresAfter   Duration `yaml:"expires_after"` // 0 = never
 	MaxRedemptions int      `yaml:"max_redemptions"`
 	CodeStorage    string   `yaml:"code_storage"` // hashed | plain
+	// RequireEmailMatch makes redemption with an identity provider require
+	// a verified email equal to the invited contact's emailaddress1.
+	RequireEmailMatch bool `yaml:"require_email_match"`
 }
 
 // Pages are where the redemption site sends people.

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Defaults of the keys an admin most often leaves out. They are applied only
 // to keys absent from the file, so an explicit false or 0 is kept.
@@ -106,6 +109,14 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	dur(&id.Lockout.Duration, "identity.lockout.duration", 24*time.Hour)
 	dur(&id.TokenLifetime, "identity.token_lifetime", 48*time.Hour)
 	dur(&id.ResetTokenLifetime, "identity.reset_token_lifetime", time.Hour)
+	str(&id.LocalLogin, "identity.local_login", "enabled")
+	for i := range id.Providers {
+		ip := &id.Providers[i]
+		k := func(s string) string { return fmt.Sprintf("identity.providers[%d].%s", i, s) }
+		str(&ip.DisplayName, k("display_name"), ip.Name)
+		str(&ip.Type, k("type"), "oidc")
+		str(&ip.ProviderKeyClaim, k("provider_key_claim"), "sub")
+	}
 
 	for i := range c.Portals {
 		p := &c.Portals[i]

@@ -301,6 +301,26 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.decode(item, s.Index(i), key)
 		}
 		v.Set(s)
+	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
+		if n.Kind != yaml.MappingNode {
+			d.fail(path, n.Line, "must be a mapping of keys")
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			key := join(path, k.Value)
+			if d.present[key] {
+				d.problem(key, k.Line, "duplicate key")
+				continue
+			}
+			d.present[key] = true
+			d.lines[key] = k.Line
+			elem := reflect.New(v.Type().Elem()).Elem()
+			d.decode(val, elem, key)
+			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
+		}
+		v.Set(m)
 	case v.Kind() == reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
 		d.decode(n, p.Elem(), path)
@@ -422,6 +442,13 @@ func levenshtein(a, b string) int {
 func (c *Config) resolveFiles(dir string) {
 	for i := range c.Portals {
 		for _, p := range []*string{&c.Portals[i].Email.Template, &c.Portals[i].Email.TextTemplate} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(dir, *p)
+			}
+		}
+	}
+	for i := range c.Identity.Providers {
+		for _, p := range []*string{&c.Identity.Providers[i].ClientCertificate, &c.Identity.Providers[i].CAFile} {
 			if *p != "" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(dir, *p)
 			}

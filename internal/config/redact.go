@@ -22,6 +22,10 @@ func (c *Config) Redacted() *Config {
 	r.Intake.Webhook.Auth.Value = hide(c.Intake.Webhook.Auth.Value)
 	r.Identity.TokenSecret = hide(c.Identity.TokenSecret)
 	r.SMTP.Password = hide(c.SMTP.Password)
+	r.Identity.Providers = append([]IdentityProvider(nil), c.Identity.Providers...)
+	for i := range r.Identity.Providers {
+		r.Identity.Providers[i].ClientSecret = hide(c.Identity.Providers[i].ClientSecret)
+	}
 	r.Redis.URL = redactURL(c.Redis.URL)
 	r.API.Keys = make([]string, len(c.API.Keys))
 	for i := range c.API.Keys {

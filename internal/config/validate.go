@@ -241,6 +241,8 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 		v.add("identity.reset_token_lifetime", "must be between 1s and 24h")
 	}
 
+	c.validateIdentity(v, opts)
+
 	// portals
 	if len(c.Portals) == 0 {
 		v.add("portals", "at least one portal is required")
