@@ -35,6 +35,7 @@ func (s *Service) toAccount(r dataverse.Record, pc *portalConf) *Account {
 		FullName: r.Str("fullname"), MobilePhone: r.Str("mobilephone"), JobTitle: r.Str("jobtitle"),
 		EmailConfirmed: r.Bool("adx_identity_emailaddress1confirmed"),
 		SecurityStamp:  r.Str("adx_identity_securitystamp"),
+		HasPassword:    r.Str("adx_identity_passwordhash") != "",
 	}
 	ms := s.models
 	if pc != nil {

@@ -91,6 +91,9 @@ type Account struct {
 	MobilePhone    string
 	JobTitle       string
 	EmailConfirmed bool
+	// HasPassword is true when the account can sign in with a password
+	// (adx_identity_passwordhash is set); external-only accounts have none.
+	HasPassword bool
 	// SecurityStamp changes whenever credentials change; sessions compare
 	// it to log out everywhere after a password reset.
 	SecurityStamp string
@@ -271,7 +274,7 @@ func (s *Service) redeem(ctx context.Context, req RedeemRequest) (*Account, erro
 	}
 	var contactID string
 	var ops []dataverse.BatchOp
-	acc := &Account{Username: username, Email: email, EmailConfirmed: !group, SecurityStamp: stamp,
+	acc := &Account{Username: username, Email: email, EmailConfirmed: !group, SecurityStamp: stamp, HasPassword: true,
 		Portal: pc.Name, Roles: inv.Roles, InvitationID: inv.ID}
 	if target == nil {
 		// Group redeemer without a contact: create one, with roles and the

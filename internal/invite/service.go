@@ -54,6 +54,12 @@ type Portal struct {
 	// Terms is an optional terms-of-use URL; when set Redeem requires
 	// RedeemRequest.AcceptedTerms.
 	Terms string
+	// RequireEmailMatch makes RedeemExternal require the provider's
+	// verified email to equal the invited contact's emailaddress1.
+	RequireEmailMatch bool
+	// OpenRegistration lets SignInExternal create a contact for a login
+	// linked to none (Power Pages' OpenRegistrationEnabled).
+	OpenRegistration bool
 }
 
 // ContactColumns name the custom contact columns the connector writes the
@@ -130,6 +136,9 @@ type Config struct {
 // identities they create. It is safe for concurrent use.
 type Service struct {
 	dv       Dataverse
+	// LocalLoginDisabled: passwords do not count as a way to sign in, so
+	// UnlinkExternal keeps an account's last external login.
+	LocalLoginDisabled bool
 	cfg      Config
 	cols     ContactColumns
 	portals  map[string]*portalConf
