@@ -69,6 +69,7 @@ const (
 	DemoWebRoleAdministratorsID  = "d3e00000-0000-4000-8000-000000000033"
 	DemoMailerUserID             = "d3e00000-0000-4000-8000-000000000041" // systemuser "Portal Mailer"
 	DemoAdminUserID              = "d3e00000-0000-4000-8000-000000000042" // systemuser "Avery Admin"
+	DemoQueueID                  = "d3e00000-0000-4000-8000-000000000043" // queue "Portal Invitations"
 	DemoAccountID                = "d3e00000-0000-4000-8000-000000000051" // account "Contoso Ltd"
 	DemoContactNoEmailID         = "d3e00000-0000-4000-8000-000000000111" // contact without email
 	DemoContactInactiveID        = "d3e00000-0000-4000-8000-000000000112" // inactive contact
@@ -86,11 +87,14 @@ const (
 	InviteSent      = 100000001
 	InviteFailed    = 100000002
 	InviteRedeemed  = 100000003
+	InviteDelivered = 100000004
 )
 
 // Demo describes what SeedDemo created.
 type Demo struct {
 	SiteID, WebsiteID, MailerUserID, AdminUserID, AccountID string
+	QueueID                                                 string            // queue "Portal Invitations"
+	Mailboxes                                               map[string]string // "mailer", "admin", "queue" -> mailboxid
 	EnhancedRoles                                           map[string]string // web role name -> powerpagecomponentid
 	StandardRoles                                           map[string]string // web role name -> adx_webroleid
 	ContactIDs                                              []string          // all 12 contacts, in creation order
@@ -100,7 +104,7 @@ type Demo struct {
 // DefineInviteColumns declares the custom contact columns the connector writes.
 func DefineInviteColumns(s *Server) {
 	s.DefineColumn("contact", Column{Name: ColInviteStatus, Type: TypePicklist, Options: map[int]string{
-		InviteRequested: "Requested", InviteSent: "Sent", InviteFailed: "Failed", InviteRedeemed: "Redeemed"}})
+		InviteRequested: "Requested", InviteSent: "Sent", InviteFailed: "Failed", InviteRedeemed: "Redeemed", InviteDelivered: "Delivered"}})
 	s.DefineColumn("contact", Column{Name: ColInvitePortal, Type: TypeString, MaxLength: 100})
 	s.DefineColumn("contact", Column{Name: ColInviteRoles, Type: TypeString, MaxLength: 1000})
 	s.DefineColumn("contact", Column{Name: ColInvitedOn, Type: TypeDateTime})
@@ -114,6 +118,7 @@ func SeedDemo(s *Server) (*Demo, error) {
 	d := &Demo{
 		SiteID: DemoSiteID, WebsiteID: DemoWebsiteID, MailerUserID: DemoMailerUserID, AdminUserID: DemoAdminUserID,
 		AccountID: DemoAccountID, ContactNoEmailID: DemoContactNoEmailID, ContactInactiveID: DemoContactInactiveID,
+		QueueID: DemoQueueID, Mailboxes: map[string]string{},
 		EnhancedRoles: map[string]string{}, StandardRoles: map[string]string{},
 	}
 	var err error
@@ -129,6 +134,14 @@ func SeedDemo(s *Server) (*Demo, error) {
 	ins("systemuser", map[string]any{"systemuserid": DemoAdminUserID, "fullname": "Avery Admin",
 		"internalemailaddress": "avery.admin@contoso.example", "domainname": "avery.admin@contoso.example",
 		"azureactivedirectoryobjectid": "d3e00000-0000-4000-8000-0000000000a2", "businessunitid": BusinessUnitID})
+	// The queue the invitation emails can be sent from; it and both users get
+	// their mailbox from the platform, approved and enabled.
+	ins("queue", map[string]any{"queueid": DemoQueueID, "name": "Portal Invitations", "emailaddress": "invitations@contoso.example"})
+	for name, owner := range map[string]string{"mailer": DemoMailerUserID, "admin": DemoAdminUserID, "queue": DemoQueueID} {
+		if mb, ok := s.MailboxOf(owner); ok {
+			d.Mailboxes[name] = mb
+		}
+	}
 	ins("account", map[string]any{"accountid": DemoAccountID, "name": "Contoso Ltd", "emailaddress1": "info@contoso.example"})
 
 	ins("powerpagesite", map[string]any{"powerpagesiteid": DemoSiteID, "name": "Contoso Partner Portal"})

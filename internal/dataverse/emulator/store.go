@@ -40,16 +40,16 @@ type nnData struct {
 
 // store holds all rows. One RWMutex: writes (and whole change sets) hold it exclusively.
 type store struct {
-	mu      sync.RWMutex
-	idxMu   sync.Mutex // serialises lazy index creation by concurrent readers
-	reg     *registry
-	data    map[string]*tableData
-	nn      map[string]*nnData
-	version int64
-	seq     uint64
-	outbox  []SentEmail
+	mu       sync.RWMutex
+	idxMu    sync.Mutex // serialises lazy index creation by concurrent readers
+	reg      *registry
+	data     map[string]*tableData
+	nn       map[string]*nnData
+	version  int64
+	seq      uint64
+	outbox   []SentEmail
 	outboxAt map[string]int // email id -> index in outbox
-	started time.Time
+	started  time.Time
 }
 
 func newStore(reg *registry, now time.Time) *store {
