@@ -1,6 +1,8 @@
 // Package demo serves the emulator's stand-in for Dynamics 365: a contact list
 // with an "Invite to portal" button per contact, and an outbox showing each
-// email the organization sent.
+// email the organization handed to server-side sync, with its delivery state
+// (Pending Send, Sending, Sent, Failed) and the mailbox alert that holds or
+// failed it, under the senders' mailboxes and their settings.
 //
 // The button does what the real one does: it sets the contact's invite
 // columns through the Web API, as a CRM user, so the emulator fires the
@@ -37,10 +39,11 @@ type Portal struct {
 	DefaultRoles []string
 }
 
-// Columns are the contact invite columns and their option values.
+// Columns are the contact invite columns and their option values (Delivered
+// 0: the status has no Delivered option).
 type Columns struct {
-	Status, Portal, Roles, InvitedOn, Error string
-	Requested, Sent, Failed, Redeemed       int
+	Status, Portal, Roles, InvitedOn, Error      string
+	Requested, Sent, Failed, Redeemed, Delivered int
 }
 
 // Config wires the demo pages to a running emulator.
@@ -94,6 +97,7 @@ type contactRow struct {
 
 type basePage struct {
 	Prefix, Title, Flash, User string
+	Refresh                    bool // reload every few seconds (emails on their way)
 }
 
 type contactsPage struct {
@@ -149,6 +153,9 @@ func (h *handler) statusLabel(v any) string {
 		return "Failed"
 	case c.Redeemed:
 		return "Redeemed"
+	}
+	if c.Delivered != 0 && n == c.Delivered {
+		return "Delivered"
 	}
 	return fmt.Sprint(n)
 }
@@ -226,21 +233,68 @@ func (h *handler) patchContact(ctx context.Context, id string, body map[string]a
 type outboxEmail struct {
 	Subject, To, From, SentAt, HTML string
 	Links                           []string
+	Status, StatusClass             string // "Pending Send", "PendingSend"
+	Mailbox, SentOn, Alert          string
+	Attempts                        int
+}
+
+type outboxMailbox struct {
+	Name, Address, Approval, Outgoing, Enabled, LastResult string
+	Ready                                                  bool
 }
 
 type outboxPage struct {
 	basePage
-	Emails []outboxEmail
+	Emails    []outboxEmail
+	Mailboxes []outboxMailbox
 }
 
 var linkRe = regexp.MustCompile(`href="([^"]+)"`)
 
+// Mailbox option labels (mailbox.emailrouteraccessapproval,
+// outgoingemaildeliverymethod, outgoingemailstatus).
+var (
+	approvalLabels = map[int]string{emulator.ApprovalEmpty: "Empty", emulator.ApprovalApproved: "Approved", emulator.ApprovalPending: "Pending Approval", emulator.ApprovalRejected: "Rejected"}
+	outgoingLabels = map[int]string{emulator.OutgoingNone: "None", emulator.OutgoingOutlook: "Microsoft Dynamics 365 for Outlook", emulator.OutgoingServerSideSync: "Server-Side Synchronization"}
+	resultLabels   = map[int]string{0: "Not Run", 1: "Success", 2: "Failure"}
+)
+
 func (h *handler) outbox(w http.ResponseWriter, r *http.Request) {
+	names := map[string]string{}
+	var mailboxes []outboxMailbox
+	for _, m := range h.cfg.Emulator.Rows("mailbox") {
+		names[str(m["mailboxid"])] = str(m["name"])
+		if str(m["emailaddress"]) == "" {
+			continue // application users have no mailbox address
+		}
+		approval, _ := toInt(m["emailrouteraccessapproval"])
+		outgoing, _ := toInt(m["outgoingemaildeliverymethod"])
+		result, _ := toInt(m["outgoingemailstatus"])
+		state, _ := toInt(m["statecode"])
+		enabled := m["enabledforoutgoingemail"] == true && state == 0
+		mb := outboxMailbox{Name: str(m["name"]), Address: str(m["emailaddress"]), Approval: approvalLabels[approval],
+			Outgoing: outgoingLabels[outgoing], Enabled: "No", LastResult: resultLabels[result],
+			Ready: enabled && approval == emulator.ApprovalApproved && outgoing == emulator.OutgoingServerSideSync && m["isemailaddressapprovedbyo365admin"] == true}
+		if enabled {
+			mb.Enabled = "Yes"
+		}
+		mailboxes = append(mailboxes, mb)
+	}
+	slices.SortFunc(mailboxes, func(a, b outboxMailbox) int { return strings.Compare(a.Name, b.Name) })
 	var emails []outboxEmail
+	refresh := false
 	sent := h.cfg.Emulator.Outbox()
 	for i := len(sent) - 1; i >= 0; i-- {
 		m := sent[i]
-		e := outboxEmail{Subject: m.Subject, To: strings.Join(m.To, ", "), From: m.From, SentAt: m.SentAt.Local().Format("15:04:05"), HTML: m.HTML}
+		e := outboxEmail{Subject: m.Subject, To: strings.Join(m.To, ", "), From: m.From, SentAt: m.SentAt.Local().Format("15:04:05"), HTML: m.HTML,
+			Status: m.StatusLabel(), StatusClass: strings.ReplaceAll(m.StatusLabel(), " ", ""), Mailbox: names[m.MailboxID],
+			Alert: m.Alert, Attempts: m.Attempts}
+		if !m.SentOn.IsZero() {
+			e.SentOn = m.SentOn.Local().Format("15:04:05")
+		}
+		if (m.Status == emulator.EmailPendingSend || m.Status == emulator.EmailSending) && m.Alert == "" && m.MailboxID != "" {
+			refresh = true
+		}
 		for _, l := range linkRe.FindAllStringSubmatch(m.HTML, -1) {
 			link := html.UnescapeString(l[1])
 			if strings.HasPrefix(link, "http") && !slices.Contains(e.Links, link) {
@@ -249,7 +303,9 @@ func (h *handler) outbox(w http.ResponseWriter, r *http.Request) {
 		}
 		emails = append(emails, e)
 	}
-	h.render(w, "outbox", outboxPage{basePage: h.base("Outbox", ""), Emails: emails})
+	base := h.base("Outbox", "")
+	base.Refresh = refresh
+	h.render(w, "outbox", outboxPage{basePage: base, Emails: emails, Mailboxes: mailboxes})
 }
 
 func (h *handler) base(title, flash string) basePage {

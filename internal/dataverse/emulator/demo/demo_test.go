@@ -193,3 +193,83 @@ func TestOutboxShowsSentEmailsWithLinks(t *testing.T) {
 		t.Error("subject not escaped")
 	}
 }
+
+func TestOutboxShowsDeliveryStateAndAlert(t *testing.T) {
+	emu, err := emulator.StartTLS(emulator.Options{EmailSync: emulator.EmailSyncOptions{Manual: true}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	d, err := emulator.SeedDemo(emu.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.SetMailbox(d.Mailboxes["mailer"], map[string]any{"emailrouteraccessapproval": emulator.ApprovalPending}); err != nil {
+		t.Fatal(err)
+	}
+	api := apiCaller{t, emu}
+	send := func(subject, from string) {
+		email := api.do("POST", "emails", map[string]any{
+			"subject": subject, "description": "<p>Hello</p>", "directioncode": true,
+			"email_activity_parties": []any{
+				map[string]any{"participationtypemask": 1, "partyid_" + strings.TrimSuffix(strings.SplitN(from, "(", 2)[0], "s") + "@odata.bind": "/" + from},
+				map[string]any{"participationtypemask": 2, "partyid_contact@odata.bind": "/contacts(" + d.ContactIDs[1] + ")"},
+			},
+		})
+		api.do("POST", "emails("+email["activityid"].(string)+")/Microsoft.Dynamics.CRM.SendEmail", map[string]any{"IssueSend": true})
+	}
+	h, err := New(Config{Emulator: emu.Server, APIURL: emu.APIURL, HTTPClient: emu.HTTPClient, Prefix: "/_demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func() string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/_demo/outbox", nil))
+		if rec.Code != 200 {
+			t.Fatalf("outbox: %d", rec.Code)
+		}
+		return rec.Body.String()
+	}
+	const refresh = `<meta http-equiv="refresh"`
+
+	send("Held invitation", "systemusers("+d.MailerUserID+")")
+	emu.RunEmailSync()
+	body := page()
+	for _, want := range []string{
+		`<span class="status status-PendingSend">Pending Send</span>`,
+		"(mailbox Portal Mailer)",
+		"<strong>Mailbox alert:</strong> One or more mailboxes have been disabled for sending/receiving email because their email addresses have not been approved.",
+		`<tr class="not-ready"><td>Portal Mailer</td><td>portal-mailer@contoso.example</td><td>Pending Approval</td><td>Server-Side Synchronization</td><td>Yes</td><td>Failure</td></tr>`,
+		`<tr><td>Portal Invitations</td><td>invitations@contoso.example</td><td>Approved</td>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("outbox lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, refresh) {
+		t.Error("a page whose only email is held by an alert reloads itself")
+	}
+
+	// An email on its way makes the page reload until it is sent.
+	send("Queued invitation", "queues("+d.QueueID+")")
+	if body := page(); !strings.Contains(body, refresh) || strings.Count(body, "status-PendingSend") != 2 {
+		t.Errorf("outbox with an email on its way:\n%s", body)
+	}
+	emu.RunEmailSync()
+	body = page()
+	if !strings.Contains(body, `<span class="status status-Sent">Sent</span> · sent on `) || !strings.Contains(body, "1 delivery attempt") || strings.Contains(body, refresh) {
+		t.Errorf("outbox after the cycle:\n%s", body)
+	}
+}
+
+func TestStatusLabelDelivered(t *testing.T) {
+	h := &handler{cfg: Config{Columns: Columns{Requested: emulator.InviteRequested, Sent: emulator.InviteSent, Failed: emulator.InviteFailed,
+		Redeemed: emulator.InviteRedeemed, Delivered: emulator.InviteDelivered}}}
+	if got := h.statusLabel(emulator.InviteDelivered); got != "Delivered" {
+		t.Errorf("label %q, want Delivered", got)
+	}
+	h.cfg.Columns.Delivered = 0
+	if got := h.statusLabel(emulator.InviteDelivered); got != "100000004" {
+		t.Errorf("without a Delivered option: %q", got)
+	}
+}
