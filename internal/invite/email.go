@@ -33,7 +33,17 @@ type EmailSettings struct {
 	// text/template over EmailData), not file names. Empty means the
 	// embedded defaults.
 	HTMLTemplate, TextTemplate string
+	// Channel is ChannelDataverse (default: SendEmail with IssueSend=true,
+	// server-side sync sends it) or ChannelSMTP (the email activity is
+	// created as a draft; the SMTP channel submits it and records it sent).
+	Channel string
 }
+
+// Email channels (EmailSettings.Channel).
+const (
+	ChannelDataverse = "dataverse"
+	ChannelSMTP      = "smtp"
+)
 
 // EmailData is what email templates see.
 type EmailData struct {

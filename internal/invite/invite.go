@@ -32,11 +32,16 @@ type InviteResult struct {
 	// (reuse) and the row stores only a hash.
 	Code Code
 	// Link is the redemption link emailed by this call ("" when none).
-	Link      string
-	Created   bool // a new adx_invitation row was created
-	Reused    bool // an open invitation already existed and was kept
+	Link    string
+	Created bool // a new adx_invitation row was created
+	Reused  bool // an open invitation already existed and was kept
+	// EmailSent: an email activity was handed over: sent with SendEmail
+	// (ChannelDataverse), or created as a draft for the SMTP channel to
+	// submit (ChannelSMTP). Either way the contact shows Sent until the
+	// delivery outcome is known.
 	EmailSent bool
 	EmailID   string
+	Channel   string // the portal's email channel
 }
 
 // Invite invites a contact: it reuses the contact's open invitation for the
@@ -168,15 +173,19 @@ func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, 
 		// which hashed storage needs anyway, and send it.
 		inv = open
 		email["regardingobjectid_adx_invitation_email@odata.bind"] = "/adx_invitations(" + inv.ID + ")"
-		patch := map[string]any{"adx_invitationcode": storedCode(code, pc.CodeStorage), "statuscode": invStatusSent}
+		patch := map[string]any{"adx_invitationcode": storedCode(code, pc.CodeStorage)}
+		if !pc.viaSMTP() {
+			patch["statuscode"] = invStatusSent
+		}
 		if !expires.IsZero() {
 			patch["adx_expirydate"] = odataTime(expires)
 		}
-		ops = append(ops,
-			dataverse.BatchOp{Method: http.MethodPost, Path: "emails", Body: email},
-			sendEmailOp(emailID),
-			dataverse.BatchOp{Method: http.MethodPatch, Path: "adx_invitations(" + inv.ID + ")", Body: patch, Headers: ifMatch("*")})
-		inv.StatusCode, inv.Status = invStatusSent, StatusSent
+		ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "emails", Body: email})
+		ops = append(ops, pc.sendOps(emailID)...)
+		ops = append(ops, dataverse.BatchOp{Method: http.MethodPatch, Path: "adx_invitations(" + inv.ID + ")", Body: patch, Headers: ifMatch("*")})
+		if !pc.viaSMTP() {
+			inv.StatusCode, inv.Status = invStatusSent, StatusSent
+		}
 	} else {
 		invID := dataverse.NewGUID()
 		body := s.invitationRecord(invID, pc, contact, code, expires, roles, req.InitiatingUserID)
@@ -184,13 +193,19 @@ func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, 
 		// new invitation in the same request. The row is created as Sent:
 		// SendEmail runs in the same transaction, so if it fails there is no
 		// invitation at all, and a committed row always had its email sent.
+		// With the SMTP channel the row stays New (and the email a draft)
+		// until the server accepts the message; a later click then finds an
+		// invitation nobody emailed and sends it afresh.
 		body["adx_invitation_Emails"] = []any{email}
-		body["statuscode"] = invStatusSent
-		ops = append(ops,
-			dataverse.BatchOp{Method: http.MethodPost, Path: "adx_invitations", Body: body},
-			sendEmailOp(emailID))
+		status, statusName := invStatusSent, StatusSent
+		if pc.viaSMTP() {
+			status, statusName = invStatusNew, StatusNew
+		}
+		body["statuscode"] = status
+		ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "adx_invitations", Body: body})
+		ops = append(ops, pc.sendOps(emailID)...)
 		inv = &Invitation{ID: invID, Name: body["adx_name"].(string), Portal: pc.Name, WebsiteID: pc.WebsiteID,
-			Type: TypeSingle, Status: StatusSent, StatusCode: invStatusSent, ExpiresAt: expires,
+			Type: TypeSingle, Status: statusName, StatusCode: status, ExpiresAt: expires,
 			MaxRedemptions: pc.MaxRedemptions, ContactID: contactID, OwnerID: req.InitiatingUserID, CreatedOn: now}
 		if pc.MaxRedemptions > 1 {
 			inv.Type = TypeGroup
@@ -211,7 +226,8 @@ func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, 
 	}
 	inv.ContactFirstName, inv.ContactLastName = contact.Str("firstname"), contact.Str("lastname")
 	inv.ContactName, inv.ContactEmail = contact.Str("fullname"), contact.Str("emailaddress1")
-	return &InviteResult{Invitation: inv, Code: code, Link: link, Created: created, EmailSent: true, EmailID: emailID}, nil
+	return &InviteResult{Invitation: inv, Code: code, Link: link, Created: created, EmailSent: true, EmailID: emailID,
+		Channel: pc.Email.Channel}, nil
 }
 
 // invitationRecord is the adx_invitation create body with the web roles
@@ -289,6 +305,19 @@ func (s *Service) emailRecord(id string, r RenderedEmail, sender party, initiati
 func sendEmailOp(emailID string) dataverse.BatchOp {
 	return dataverse.BatchOp{Method: http.MethodPost, Path: "emails(" + emailID + ")/Microsoft.Dynamics.CRM.SendEmail",
 		Body: map[string]any{"IssueSend": true, "TrackingToken": ""}}
+}
+
+// viaSMTP reports whether the portal's emails leave through the SMTP channel.
+func (pc *portalConf) viaSMTP() bool { return pc.Email.Channel == ChannelSMTP }
+
+// sendOps hand a new email activity over: SendEmail with IssueSend=true for
+// server-side sync; nothing for the SMTP channel, which submits the draft
+// itself and then records it with SendEmail(IssueSend=false).
+func (pc *portalConf) sendOps(emailID string) []dataverse.BatchOp {
+	if pc.viaSMTP() {
+		return nil
+	}
+	return []dataverse.BatchOp{sendEmailOp(emailID)}
 }
 
 func ifMatch(v string) http.Header { return http.Header{"If-Match": {v}} }
@@ -414,7 +443,10 @@ func (s *Service) Resend(ctx context.Context, invitationID string) (*InviteResul
 	case inv.ContactID == "" || inv.ContactEmail == "":
 		return nil, fmt.Errorf("resend invitation %s: %w", id, ErrNoEmail)
 	}
-	patch := map[string]any{"statuscode": invStatusSent}
+	patch := map[string]any{}
+	if !pc.viaSMTP() {
+		patch["statuscode"] = invStatusSent
+	}
 	var code Code
 	if c, ok := NormalizeCode(inv.Code); ok && pc.CodeStorage == CodePlain && !inv.expired(now) && Code(inv.Code) == c {
 		code = c
@@ -441,21 +473,24 @@ func (s *Service) Resend(ctx context.Context, invitationID string) (*InviteResul
 	emailID := dataverse.NewGUID()
 	email := s.emailRecord(emailID, rendered, pc.sender, inv.OwnerID, inv.ContactID)
 	email["regardingobjectid_adx_invitation_email@odata.bind"] = "/adx_invitations(" + id + ")"
-	ops := []dataverse.BatchOp{
-		{Method: http.MethodPost, Path: "emails", Body: email},
-		sendEmailOp(emailID),
-		{Method: http.MethodPatch, Path: "adx_invitations(" + id + ")", Body: patch, Headers: ifMatch("*")},
-		{Method: http.MethodPatch, Path: "contacts(" + inv.ContactID + ")", Body: s.sentColumns(pc, inv.Roles, now), Headers: ifMatch("*")},
+	ops := []dataverse.BatchOp{{Method: http.MethodPost, Path: "emails", Body: email}}
+	ops = append(ops, pc.sendOps(emailID)...)
+	if len(patch) > 0 {
+		ops = append(ops, dataverse.BatchOp{Method: http.MethodPatch, Path: "adx_invitations(" + id + ")", Body: patch, Headers: ifMatch("*")})
 	}
+	ops = append(ops, dataverse.BatchOp{Method: http.MethodPatch, Path: "contacts(" + inv.ContactID + ")", Body: s.sentColumns(pc, inv.Roles, now), Headers: ifMatch("*")})
 	if _, err := s.changeSet(ctx, "resend invitation", ops); err != nil {
 		return nil, err
 	}
-	inv.StatusCode, inv.Status, inv.ExpiresAt = invStatusSent, StatusSent, expires
+	if !pc.viaSMTP() {
+		inv.StatusCode, inv.Status = invStatusSent, StatusSent
+	}
+	inv.ExpiresAt = expires
 	if pc.CodeStorage == CodePlain {
 		inv.Code = string(code)
 	}
 	s.log.InfoContext(ctx, "invitation resent", "invitation", id, "contact", inv.ContactID, "new_code", patch["adx_invitationcode"] != nil)
-	return &InviteResult{Invitation: inv, Code: code, Link: link, EmailSent: true, EmailID: emailID}, nil
+	return &InviteResult{Invitation: inv, Code: code, Link: link, EmailSent: true, EmailID: emailID, Channel: pc.Email.Channel}, nil
 }
 
 // Revoke deactivates an invitation (statecode Inactive, statuscode 2), so

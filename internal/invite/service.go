@@ -68,13 +68,16 @@ type Portal struct {
 type ContactColumns struct {
 	Status, Portal, Roles, InvitedOn, Error string
 	Requested, Sent, Failed, Redeemed       int
+	// Delivered: the mail server accepted the invitation email (Sent only
+	// says it was handed to Dataverse or queued for the SMTP channel).
+	Delivered int
 }
 
 // DefaultContactColumns are the columns of the shipped solution.
 var DefaultContactColumns = ContactColumns{
 	Status: "pinv_portalinvitestatus", Portal: "pinv_portalname", Roles: "pinv_portalroles",
 	InvitedOn: "pinv_lastinvitedon", Error: "pinv_lastinviteerror",
-	Requested: 100000000, Sent: 100000001, Failed: 100000002, Redeemed: 100000003,
+	Requested: 100000000, Sent: 100000001, Failed: 100000002, Redeemed: 100000003, Delivered: 100000004,
 }
 
 func (c ContactColumns) withDefaults() ContactColumns {
@@ -91,6 +94,9 @@ func (c ContactColumns) withDefaults() ContactColumns {
 	set(&c.Error, d.Error)
 	if c.Requested == 0 && c.Sent == 0 && c.Failed == 0 && c.Redeemed == 0 {
 		c.Requested, c.Sent, c.Failed, c.Redeemed = d.Requested, d.Sent, d.Failed, d.Redeemed
+	}
+	if c.Delivered == 0 {
+		c.Delivered = d.Delivered
 	}
 	return c
 }
@@ -280,6 +286,13 @@ func newPortalConf(p Portal) (*portalConf, error) {
 	sender, err := parseSender(p.Email.Sender)
 	if err != nil {
 		return nil, err
+	}
+	switch p.Email.Channel {
+	case "":
+		p.Email.Channel = ChannelDataverse
+	case ChannelDataverse, ChannelSMTP:
+	default:
+		return nil, fmt.Errorf("email channel %q (want %s or %s)", p.Email.Channel, ChannelDataverse, ChannelSMTP)
 	}
 	email, err := parseEmail(kindInvitation, p.Email.Subject, p.Email.HTMLTemplate, p.Email.TextTemplate)
 	if err != nil {

@@ -78,8 +78,9 @@ type Hooks struct {
 	// enqueued is false for a duplicate.
 	Enqueue func(source string, enqueued bool)
 	// Processed reports each message a worker finished: sent, skipped
-	// (contact no longer Requested), retry, failed (dead-lettered), with the
-	// time since the request was first enqueued.
+	// (contact no longer Requested, or nothing to follow), retry, failed
+	// (dead-lettered), delivered and undelivered (an invitation email's
+	// outcome recorded), with the time since the request was first enqueued.
 	Processed func(outcome string, sinceEnqueued time.Duration)
 	// Poll reports each poll cycle this replica ran.
 	Poll func(enqueued int, d time.Duration, err error)
@@ -110,6 +111,13 @@ type Config struct {
 	Logger   *slog.Logger // nil = discard
 	Hooks    Hooks
 	Now      func() time.Time // default time.Now
+	// Deliveries follows invitation emails to their outcome (email
+	// webhooks, the delivery poll, the SMTP channel); nil = not followed:
+	// email events are ignored and contacts stay Sent.
+	Deliveries Deliveries
+	// DeliveryRecheck is how often the delivery poll looks again at a
+	// contact whose invitation email is still unsent; default 1m.
+	DeliveryRecheck time.Duration
 }
 
 const (
@@ -168,6 +176,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.DeliveryRecheck <= 0 {
+		c.DeliveryRecheck = time.Minute
 	}
 }
 
@@ -229,7 +240,7 @@ type Intake struct {
 }
 
 type keys struct {
-	stream, retry, dead, dedupe, contactLock, pollLock, delta string
+	stream, retry, dead, dedupe, contactLock, pollLock, delta, deliveryPollLock string
 }
 
 func newKeys(prefix string) keys {
@@ -242,6 +253,9 @@ func newKeys(prefix string) keys {
 		contactLock: p + "contact:",
 		pollLock:    p + "poll:lock",
 		delta:       p + "poll:delta",
+		// The delivery poll has its own lock so a long contact poll does
+		// not hold it up.
+		deliveryPollLock: p + "poll:delivery:lock",
 	}
 }
 

@@ -66,6 +66,17 @@ func (i *Intake) pollTick(ctx context.Context) {
 	case n > 0:
 		i.log.Info("poll enqueued requests", "enqueued", n)
 	}
+	if i.cfg.Deliveries == nil || i.stopping.Load() || ctx.Err() != nil {
+		return
+	}
+	n, err = i.PollDeliveries(ctx)
+	switch {
+	case errors.Is(err, ErrPollBusy):
+	case err != nil:
+		i.log.Warn("delivery poll failed; next cycle retries", "err", err)
+	case n > 0:
+		i.log.Debug("delivery poll queued checks", "enqueued", n)
+	}
 }
 
 func (i *Intake) stopCron() {

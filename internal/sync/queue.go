@@ -23,8 +23,24 @@ type Request struct {
 	// enqueued within Config.DedupeTTL; "" = no dedupe. Use something that
 	// names the event, e.g. "webhook:<contact>:<operation id>".
 	DedupeKey string
+	// DedupeTTL overrides Config.DedupeTTL for this request (the delivery
+	// poll re-checks a contact once per DedupeTTL).
+	DedupeTTL time.Duration
 	RequestID string // correlation id for logs (webhook x-ms-correlation-request-id)
+	// Kind is KindInvite ("", the default), KindDelivery (follow the
+	// contact's invitation email) or KindEmail (an email's status changed:
+	// EmailID with the row it is regarding; ContactID is then empty).
+	Kind                        string
+	EmailID                     string
+	RegardingTable, RegardingID string
 }
+
+// Request kinds.
+const (
+	KindInvite   = ""
+	KindDelivery = "delivery"
+	KindEmail    = "email"
+)
 
 // job is a Request as stored in the stream (one JSON field, "job").
 type job struct {
@@ -39,6 +55,10 @@ type job struct {
 	Attempts         int      `json:"attempts,omitempty"` // failed attempts so far
 	LastError        string   `json:"last_error,omitempty"`
 	Prev             string   `json:"prev,omitempty"` // stream id of the previous attempt (keeps retry entries unique)
+	Kind             string   `json:"kind,omitempty"`
+	EmailID          string   `json:"email,omitempty"`
+	RegardingTable   string   `json:"regarding_table,omitempty"`
+	RegardingID      string   `json:"regarding,omitempty"`
 }
 
 // QueueStats describe the shared queue (all replicas).
@@ -70,12 +90,22 @@ func (i *Intake) Enqueue(ctx context.Context, r Request) (enqueued bool, err err
 		return false, fmt.Errorf("enqueue: %w", ErrStopping)
 	}
 	id, ok := normalizeGUID(r.ContactID)
-	if !ok {
+	var emailID string
+	switch {
+	case r.Kind == KindEmail:
+		if emailID, ok = normalizeGUID(r.EmailID); !ok {
+			return false, fmt.Errorf("enqueue: email id %q is not a GUID", r.EmailID)
+		}
+		id = ""
+	case !ok:
 		return false, fmt.Errorf("enqueue: contact id %q is not a GUID", r.ContactID)
+	case r.Kind != KindInvite && r.Kind != KindDelivery:
+		return false, fmt.Errorf("enqueue: unknown request kind %q", r.Kind)
 	}
 	j := job{
 		ContactID: id, Portal: r.Portal, Roles: r.Roles, InitiatingUserID: r.InitiatingUserID,
 		Source: r.Source, DedupeKey: r.DedupeKey, RequestID: r.RequestID, Enqueued: i.cfg.Now().UnixMilli(),
+		Kind: r.Kind, EmailID: emailID, RegardingTable: r.RegardingTable, RegardingID: strings.ToLower(r.RegardingID),
 	}
 	body, err := json.Marshal(j)
 	if err != nil {
@@ -85,18 +115,22 @@ func (i *Intake) Enqueue(ctx context.Context, r Request) (enqueued bool, err err
 	if r.DedupeKey != "" {
 		dedupe, use = i.keys.dedupe+r.DedupeKey, "1"
 	}
+	ttl := i.cfg.DedupeTTL
+	if r.DedupeTTL > 0 {
+		ttl = r.DedupeTTL
+	}
 	msgID, err := enqueueScript.Run(ctx, i.rdb, []string{i.keys.stream, dedupe},
-		body, i.cfg.DedupeTTL.Milliseconds(), use).Text()
+		body, ttl.Milliseconds(), use).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		i.hookEnqueue(r.Source, false)
-		i.log.DebugContext(ctx, "enqueue: duplicate", "contact", id, "source", r.Source, "dedupe", r.DedupeKey)
+		i.log.DebugContext(ctx, "enqueue: duplicate", "contact", id, "email", emailID, "source", r.Source, "dedupe", r.DedupeKey)
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("enqueue contact %s: %w", id, err)
+		return false, fmt.Errorf("enqueue contact %s email %s: %w", id, emailID, err)
 	}
 	i.hookEnqueue(r.Source, true)
-	i.log.DebugContext(ctx, "enqueued", "contact", id, "source", r.Source, "msg", msgID, "request_id", r.RequestID)
+	i.log.DebugContext(ctx, "enqueued", "contact", id, "email", emailID, "kind", r.Kind, "source", r.Source, "msg", msgID, "request_id", r.RequestID)
 	return true, nil
 }
 
@@ -172,7 +206,8 @@ func (i *Intake) DeadLetters(ctx context.Context, n int64) ([]DeadLetter, error)
 
 func (j job) request() Request {
 	return Request{ContactID: j.ContactID, Portal: j.Portal, Roles: j.Roles, InitiatingUserID: j.InitiatingUserID,
-		Source: j.Source, DedupeKey: j.DedupeKey, RequestID: j.RequestID}
+		Source: j.Source, DedupeKey: j.DedupeKey, RequestID: j.RequestID, Kind: j.Kind, EmailID: j.EmailID,
+		RegardingTable: j.RegardingTable, RegardingID: j.RegardingID}
 }
 
 // idTime is the time a stream entry was added ("<ms>-<seq>").

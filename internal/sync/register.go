@@ -40,6 +40,10 @@ type RegisterOptions struct {
 	// Contact names the invite columns: Status filters the Update step; the
 	// post image carries Status, Portal and Roles.
 	Contact invite.ContactColumns
+	// FollowEmails adds a step on email Update filtered on statuscode (post
+	// image: statuscode, regardingobjectid), so the connector hears when an
+	// invitation email is sent or fails.
+	FollowEmails bool
 	// DryRun reads what exists and prints the plan to Out without writing.
 	DryRun bool
 	Out    io.Writer // progress and plan; nil = discard
@@ -57,6 +61,7 @@ type Registration struct {
 // RegisteredStep is one sdkmessageprocessingstep and its post image.
 type RegisteredStep struct {
 	Message string // Create or Update
+	Entity  string // contact or email
 	StepID  string
 	ImageID string
 }
@@ -72,8 +77,17 @@ const (
 	imageTypePost      = 1
 	defaultEndpoint    = "portal-invite-connector"
 	entityContact      = "contact"
+	entityEmail        = "email"
 	postImageAlias     = "PostImage"
 )
+
+// stepSpec is one step to register.
+type stepSpec struct {
+	message, entity string
+	filter          string // filteringattributes ("" = every change)
+	image           string // post image columns, comma-separated
+	description     string
+}
 
 // WebhookURL joins server.public_url and the webhook path.
 func WebhookURL(publicURL, path string) (string, error) {
@@ -182,25 +196,35 @@ func RegisterWebhook(ctx context.Context, dv Registrar, o RegisterOptions) (*Reg
 			imageCols = append(imageCols, c)
 		}
 	}
-	for _, msg := range []string{"Create", "Update"} {
-		st, err := registerStep(ctx, p, o, reg.ServiceEndpointID, msg, strings.Join(imageCols, ","))
+	const contactDesc = "Sends contact invite requests to the portal invitation connector."
+	specs := []stepSpec{
+		{message: "Create", entity: entityContact, image: strings.Join(imageCols, ","), description: contactDesc},
+		{message: "Update", entity: entityContact, filter: o.Contact.Status, image: strings.Join(imageCols, ","), description: contactDesc},
+	}
+	if o.FollowEmails {
+		specs = append(specs, stepSpec{message: "Update", entity: entityEmail, filter: "statuscode", image: "statuscode,regardingobjectid",
+			description: "Tells the portal invitation connector when an invitation email is sent or fails."})
+	}
+	for _, sp := range specs {
+		st, err := registerStep(ctx, p, o, reg.ServiceEndpointID, sp)
 		if err != nil {
-			return reg, fmt.Errorf("register webhook: %s step: %w", msg, err)
+			return reg, fmt.Errorf("register webhook: %s of %s step: %w", sp.message, sp.entity, err)
 		}
 		reg.Steps = append(reg.Steps, st)
 	}
 	return reg, nil
 }
 
-func registerStep(ctx context.Context, p *planner, o RegisterOptions, seID, msg, imageCols string) (RegisteredStep, error) {
-	st := RegisteredStep{Message: msg}
-	msgID, filterID, err := findMessage(ctx, p.dv, msg, entityContact)
+func registerStep(ctx context.Context, p *planner, o RegisterOptions, seID string, sp stepSpec) (RegisteredStep, error) {
+	msg, imageCols := sp.message, sp.image
+	st := RegisteredStep{Message: msg, Entity: sp.entity}
+	msgID, filterID, err := findMessage(ctx, p.dv, msg, sp.entity)
 	if err != nil {
 		return st, err
 	}
 	body := map[string]any{
-		"name":                fmt.Sprintf("%s: %s of %s", o.Name, msg, entityContact),
-		"description":         "Sends contact invite requests to the portal invitation connector.",
+		"name":                fmt.Sprintf("%s: %s of %s", o.Name, msg, sp.entity),
+		"description":         sp.description,
 		"stage":               stagePostOperation,
 		"mode":                modeAsynchronous,
 		"rank":                1,
@@ -211,19 +235,33 @@ func registerStep(ctx context.Context, p *planner, o RegisterOptions, seID, msg,
 		"sdkmessagefilterid@odata.bind":           "/sdkmessagefilters(" + filterID + ")",
 	}
 	what := fmt.Sprintf("step %q (stage 40, asynchronous)", body["name"])
-	if msg == "Update" {
-		body["filteringattributes"] = o.Contact.Status
-		what = fmt.Sprintf("step %q (stage 40, asynchronous, only when %s changes)", body["name"], o.Contact.Status)
+	if sp.filter != "" {
+		body["filteringattributes"] = sp.filter
+		what = fmt.Sprintf("step %q (stage 40, asynchronous, only when %s changes)", body["name"], sp.filter)
 	}
 	var existing dataverse.Record
 	if seID != "" {
-		existing, err = first(ctx, p.dv, "sdkmessageprocessingsteps", &dataverse.Query{
+		// One message (Update) may have steps for several tables: the step
+		// for this table is the one on its filter, else one with its name
+		// (whose filter is then repaired).
+		steps, err := all(ctx, p.dv, "sdkmessageprocessingsteps", &dataverse.Query{
 			Select: []string{"sdkmessageprocessingstepid", "name", "stage", "mode", "rank", "asyncautodelete",
 				"filteringattributes", "supporteddeployment", "statecode", "_sdkmessagefilterid_value"},
 			Filter: fmt.Sprintf("_eventhandler_value eq %s and _sdkmessageid_value eq %s", seID, msgID),
 		})
 		if err != nil {
 			return st, err
+		}
+		for _, r := range steps {
+			if strings.EqualFold(r.Str("_sdkmessagefilterid_value"), filterID) {
+				existing = r
+				break
+			}
+		}
+		for _, r := range steps {
+			if existing == nil && r.Str("name") == body["name"] {
+				existing = r
+			}
 		}
 	}
 	if existing == nil {

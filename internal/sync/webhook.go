@@ -119,8 +119,13 @@ func (i *Intake) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		i.answer(w, http.StatusOK, WebhookDuplicate)
 		return
 	}
-	log.Info("webhook: invitation requested", "contact", req.ContactID, "message", rc.MessageName,
-		"initiating_user", req.InitiatingUserID, "depth", rc.Depth, "correlation", rc.CorrelationID)
+	if req.Kind == KindEmail {
+		log.Info("webhook: invitation email status changed", "email", req.EmailID, "invitation", req.RegardingID,
+			"correlation", rc.CorrelationID)
+	} else {
+		log.Info("webhook: invitation requested", "contact", req.ContactID, "message", rc.MessageName,
+			"initiating_user", req.InitiatingUserID, "depth", rc.Depth, "correlation", rc.CorrelationID)
+	}
 	i.answer(w, http.StatusAccepted, WebhookAccepted)
 }
 
@@ -166,6 +171,9 @@ func (i *Intake) decide(ctx context.Context, h http.Header, rc *RemoteExecutionC
 	entity := rc.PrimaryEntityName
 	if entity == "" {
 		entity = h.Get(headerEntity)
+	}
+	if strings.EqualFold(entity, "email") {
+		return i.decideEmail(ctx, h, rc)
 	}
 	if !strings.EqualFold(entity, "contact") {
 		return nil, "not a contact event", nil

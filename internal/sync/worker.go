@@ -138,7 +138,7 @@ func (i *Intake) next(ctx context.Context) (*redis.XMessage, bool, error) {
 func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 	raw, _ := m.Values["job"].(string)
 	var j job
-	if err := json.Unmarshal([]byte(raw), &j); err != nil || j.ContactID == "" {
+	if err := json.Unmarshal([]byte(raw), &j); err != nil || (j.ContactID == "" && j.EmailID == "") {
 		if len(m.Values) == 0 { // entry deleted under a pending id: nothing to do
 			i.ack(ctx, m.ID)
 			return
@@ -148,6 +148,9 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 		return
 	}
 	log := i.log.With("msg", m.ID, "contact", j.ContactID, "source", j.Source, "attempt", j.Attempts+1)
+	if j.Kind != KindInvite {
+		log = log.With("kind", j.Kind, "email", j.EmailID)
+	}
 	if j.RequestID != "" {
 		log = log.With("request_id", j.RequestID)
 	}
@@ -159,7 +162,7 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 		}
 	}
 	stop := i.heartbeat(ctx, m.ID)
-	outcome, err := i.process(ctx, j)
+	outcome, err := i.run(ctx, &j)
 	stop()
 	since := time.Duration(0)
 	if j.Enqueued > 0 {
@@ -185,7 +188,7 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 		j.Attempts++
 		j.LastError = truncate(err.Error(), 1000)
 		if j.Attempts >= i.cfg.MaxAttempts {
-			i.fail(ctx, log, m.ID, j, err, fmt.Sprintf("Invitation not sent after %d attempts: %s", j.Attempts, err))
+			i.fail(ctx, log, m.ID, j, err, failReason(j, err))
 			return
 		}
 		delay := i.backoff(j.Attempts)
@@ -201,24 +204,25 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 
 // process invites the contact if it still asks for it. The per-contact lock
 // makes the re-read and Invite one step across replicas: a second message for
-// the same click waits, then finds the contact Sent.
-func (i *Intake) process(ctx context.Context, j job) (string, error) {
+// the same click waits, then finds the contact Sent. It returns the portal's
+// email channel with OutcomeSent.
+func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 	lockCtx, cancel := context.WithTimeout(ctx, i.cfg.Lease)
 	unlock, err := i.locker.Lock(lockCtx, j.ContactID, i.cfg.Lease)
 	cancel()
 	if err != nil {
-		return "", fmt.Errorf("contact %s is busy: %w", j.ContactID, err)
+		return "", "", fmt.Errorf("contact %s is busy: %w", j.ContactID, err)
 	}
 	defer unlock()
 	rec, err := i.cfg.Dataverse.Retrieve(ctx, "contacts", j.ContactID, &dataverse.Query{Select: i.contactColumns(false)})
 	if dataverse.IsNotFound(err) {
-		return OutcomeSkipped, nil
+		return OutcomeSkipped, "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("re-read contact: %w", err)
+		return "", "", fmt.Errorf("re-read contact: %w", err)
 	}
 	if st, ok := intValue(rec[i.cols.Status]); !ok || st != i.cols.Requested {
-		return OutcomeSkipped, nil
+		return OutcomeSkipped, "", nil
 	}
 	portal := ""
 	if i.cols.Portal != "" {
@@ -236,20 +240,24 @@ func (i *Intake) process(ctx context.Context, j job) (string, error) {
 			roles = r
 		}
 	}
-	_, err = i.cfg.Invites.Invite(ctx, invite.InviteRequest{
+	res, err := i.cfg.Invites.Invite(ctx, invite.InviteRequest{
 		ContactID: j.ContactID, Portal: portal, Roles: roles,
 		InitiatingUserID: j.InitiatingUserID, Source: j.Source,
 	})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return OutcomeSent, nil
+	channel := ""
+	if res != nil && res.EmailSent {
+		channel = res.Channel
+	}
+	return OutcomeSent, channel, nil
 }
 
 // fail records the failure on the contact and dead-letters the message.
 func (i *Intake) fail(ctx context.Context, log *slog.Logger, id string, j job, cause error, reason string) {
 	reason = truncate(reason, 2000)
-	if !errors.Is(cause, invite.ErrNotFound) {
+	if j.ContactID != "" && !errors.Is(cause, invite.ErrNotFound) {
 		if err := i.cfg.Invites.MarkFailed(ctx, j.ContactID, reason); err != nil {
 			// Leave the message pending: it is reclaimed after the lease and
 			// fails again, which retries the write-back.
