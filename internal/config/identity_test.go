@@ -109,21 +109,21 @@ func TestIdentityProviderProblemsNamedWithLine(t *testing.T) {
 	_, err := LoadBytes([]byte(src), Options{Getenv: dummyEnv})
 	got := problemsOf(t, err)
 	want := map[string]string{
-		"identity.local_login":                                  "local_login: nope",
-		"identity.providers[0].name":                            "Bad Name",
-		"identity.providers[0].type":                            "type: okta",
-		"identity.providers[0].issuer":                          "http://idp.example.com",
-		"identity.providers[0].client_id":                       "- name: Bad Name",
-		"identity.providers[0].client_certificate":              "client_certificate:",
-		"identity.providers[0].provider_key_claim":              "provider_key_claim: email",
-		"identity.providers[0].token_endpoint_auth_method":      "token_endpoint_auth_method",
-		"identity.providers[0].scopes[0]":                       "openid email",
-		"identity.providers[0].claims.adx_identity_username":    "adx_identity_username: sub",
-		"identity.providers[0].claims.FirstName":                "FirstName: given_name",
-		"identity.providers[0].claims.lastname":                 `lastname: ""`,
-		"identity.providers[1].claims.nickname":                 "nickname: given_name",
-		"identity.providers[2].name":                            "- name: dup\n      issuer",
-		"portals[0].identity_providers[1]":                      "identity_providers: [dup, missing]",
+		"identity.local_login":                               "local_login: nope",
+		"identity.providers[0].name":                         "Bad Name",
+		"identity.providers[0].type":                         "type: okta",
+		"identity.providers[0].issuer":                       "http://idp.example.com",
+		"identity.providers[0].client_id":                    "- name: Bad Name",
+		"identity.providers[0].client_certificate":           "client_certificate:",
+		"identity.providers[0].provider_key_claim":           "provider_key_claim: email",
+		"identity.providers[0].token_endpoint_auth_method":   "token_endpoint_auth_method",
+		"identity.providers[0].scopes[0]":                    "openid email",
+		"identity.providers[0].claims.adx_identity_username": "adx_identity_username: sub",
+		"identity.providers[0].claims.FirstName":             "FirstName: given_name",
+		"identity.providers[0].claims.lastname":              `lastname: ""`,
+		"identity.providers[1].claims.nickname":              "nickname: given_name",
+		"identity.providers[2].name":                         "- name: dup\n      issuer",
+		"portals[0].identity_providers[1]":                   "identity_providers: [dup, missing]",
 	}
 	for key, at := range want {
 		p, ok := got[key]

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/d365portal/connector/internal/identity"
 	"github.com/d365portal/connector/internal/invite"
 )
 
@@ -24,6 +25,11 @@ type Error struct {
 	Key        string
 	RetryAfter time.Duration // for 429 and 503: sent as Retry-After and shown
 	Err        error
+	// Args fill the {name} placeholders of the page's body text.
+	Args []any
+	// ShowID shows the request id below 500 too (sign-in failures, which
+	// support may need to trace at the provider).
+	ShowID bool
 }
 
 func (e *Error) Error() string {
@@ -72,6 +78,11 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusGone, Key: "code_used", Err: err}
 	case errors.Is(err, invite.ErrTokenInvalid):
 		return &Error{Status: http.StatusBadRequest, Key: "token_invalid", Err: err}
+	}
+	if e := classifyExternal(err); e != nil {
+		return e
+	}
+	switch {
 	case isOutage(err):
 		return &Error{Status: http.StatusServiceUnavailable, Key: "unavailable", RetryAfter: outageRetry, Err: err}
 	}
@@ -124,4 +135,50 @@ func (s *Server) fail(c *gin.Context, err error) {
 		noReferrer(c)
 	}
 	s.renderError(c, e)
+}
+
+// classifyExternal maps the refusals of a sign-in with an identity provider
+// to their pages; nil when err is none of them.
+func classifyExternal(err error) *Error {
+	page := func(status int, key string, args ...any) *Error {
+		return &Error{Status: status, Key: key, Err: err, Args: args, ShowID: true}
+	}
+	var mismatch *invite.EmailMismatchError
+	var locked *invite.LockedOutError
+	switch {
+	case errors.As(err, &mismatch):
+		if mismatch.Invited == "" {
+			return page(http.StatusForbidden, "email_unverified")
+		}
+		return page(http.StatusForbidden, "email_mismatch", "email", mismatch.Invited)
+	case errors.As(err, &locked):
+		return page(http.StatusForbidden, "account_locked")
+	case errors.Is(err, invite.ErrLoginAlreadyAssociated):
+		return page(http.StatusConflict, "login_taken")
+	case errors.Is(err, invite.ErrNoAccount):
+		return page(http.StatusForbidden, "no_account")
+	case errors.Is(err, invite.ErrAccountDisabled):
+		return page(http.StatusForbidden, "account_disabled")
+	case errors.Is(err, invite.ErrEmailInUse):
+		return page(http.StatusConflict, "email_in_use")
+	case errors.Is(err, identity.ErrAccessDenied), errors.Is(err, identity.ErrLoginRequired):
+		return page(http.StatusForbidden, "signin_denied")
+	case errors.Is(err, identity.ErrNoPendingSignIn), errors.Is(err, identity.ErrStateMismatch),
+		errors.Is(err, identity.ErrStateReused), errors.Is(err, identity.ErrSignInExpired):
+		return page(http.StatusBadRequest, "signin_expired")
+	case errors.Is(err, identity.ErrDiscoveryFailed), errors.Is(err, identity.ErrDiscoveryIssuerMismatch),
+		errors.Is(err, identity.ErrJWKSUnavailable), errors.Is(err, identity.ErrTokenEndpoint),
+		errors.Is(err, identity.ErrClientRejected), errors.Is(err, identity.ErrInvalidConfig):
+		e := page(http.StatusServiceUnavailable, "provider_unavailable")
+		e.RetryAfter = outageRetry
+		return e
+	case errors.Is(err, identity.ErrCodeRejected), errors.Is(err, identity.ErrNoIDToken), errors.Is(err, identity.ErrTokenMalformed),
+		errors.Is(err, identity.ErrUnsupportedAlgorithm), errors.Is(err, identity.ErrSignatureInvalid),
+		errors.Is(err, identity.ErrTokenIssuerMismatch), errors.Is(err, identity.ErrAudienceMismatch),
+		errors.Is(err, identity.ErrTokenExpired), errors.Is(err, identity.ErrTokenNotYetValid),
+		errors.Is(err, identity.ErrNonceMismatch), errors.Is(err, identity.ErrMissingClaim),
+		errors.Is(err, identity.ErrProviderError), errors.Is(err, identity.ErrMissingCode):
+		return page(http.StatusBadRequest, "signin_failed")
+	}
+	return nil
 }

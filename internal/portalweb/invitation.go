@@ -35,6 +35,10 @@ type InvitationPage struct {
 	FirstName, LastName, EmailIn *Field
 	Username, Password, Confirm  *Field
 	Terms                        *Field // nil unless the portal has terms
+	// External are the identity providers' buttons (nil without any);
+	// LocalLogin says whether the password form is offered.
+	External   *ExternalChoices
+	LocalLogin bool
 }
 
 func (s *Server) codeEntry(b *BasePage, value string) *CodeEntry {
@@ -83,6 +87,11 @@ func (s *Server) invitationGet(c *gin.Context) {
 	}
 	pg := s.invitationPage(c, inv, code)
 	pg.Username.Value = inv.ContactEmail
+	if pg.External != nil {
+		// A provider button redeems this code: it travels in the session,
+		// never through the provider's URLs.
+		s.sm.Put(c.Request.Context(), sessInviteCode, code)
+	}
 	s.render(c, http.StatusOK, "invitation", pg)
 }
 
@@ -90,7 +99,7 @@ func (s *Server) invitationPage(c *gin.Context, inv *invite.Invitation, code str
 	b := s.base(c, "invitation.title")
 	b.CSRFToken = s.csrfToken(c)
 	pg := &InvitationPage{BasePage: b, Code: code, InviteeName: inv.ContactName, Email: inv.ContactEmail, Roles: inv.Roles,
-		Group: inv.ContactID == ""}
+		Group: inv.ContactID == "", LocalLogin: !s.localLoginDisabled}
 	if !inv.ExpiresAt.IsZero() {
 		pg.ExpiresOn = formatDate(b.tr, inv.ExpiresAt)
 	}
@@ -114,6 +123,12 @@ func (s *Server) invitationPage(c *gin.Context, inv *invite.Invitation, code str
 		pg.Terms = s.field(&pg.BasePage, "terms", "checkbox", "invitation.terms")
 		pg.Terms.Required = true
 		pg.Terms.LinkURL, pg.Terms.LinkText = terms, b.T("invitation.terms_link")
+	}
+	pg.External = s.externalChoices(c, &pg.BasePage, intentRedeem, nil)
+	if pg.External != nil && pg.Terms != nil {
+		t := *pg.Terms
+		t.ID, t.Error = "external-terms", ""
+		pg.External.Terms = &t
 	}
 	return pg
 }

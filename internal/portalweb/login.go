@@ -17,6 +17,10 @@ type LoginPage struct {
 	Portal          string
 	Next            string // hidden: a checked local path to return to
 	Login, Password *Field
+	// External are the identity providers' buttons (nil without any);
+	// LocalLogin says whether the password form is offered.
+	External   *ExternalChoices
+	LocalLogin bool
 }
 
 func (s *Server) loginForm(c *gin.Context, next string) *LoginPage {
@@ -33,6 +37,10 @@ func (s *Server) loginForm(c *gin.Context, next string) *LoginPage {
 	pg.Login.Autocomplete, pg.Login.Required, pg.Login.MaxLength = "username", true, 100
 	pg.Password = s.field(&pg.BasePage, "password", "password", "field.password")
 	pg.Password.Autocomplete, pg.Password.Required = "current-password", true
+	pg.LocalLogin = !s.localLoginDisabled
+	if pg.External = s.externalChoices(c, &pg.BasePage, intentSignIn, nil); pg.External != nil {
+		pg.External.Next = pg.Next
+	}
 	return pg
 }
 
@@ -99,11 +107,19 @@ func (s *Server) loginPost(c *gin.Context) {
 }
 
 // logout ends the session everywhere it matters: in Redis and the cookie.
+// After signing in with a provider that offers end_session_endpoint, the
+// browser goes on to sign out there too (RP-initiated logout).
 func (s *Server) logout(c *gin.Context) {
+	ctx := c.Request.Context()
+	provider, idToken := s.sm.GetString(ctx, sessProvider), s.sm.GetString(ctx, sessIDToken)
 	if err := s.signOut(c); err != nil {
 		s.fail(c, err)
 		return
 	}
 	s.flash(c, "notice.signed_out")
-	s.redirect(c, "/login")
+	target := "/login"
+	if provider != "" {
+		target = s.endSession(c, provider, idToken)
+	}
+	s.redirect(c, target)
 }

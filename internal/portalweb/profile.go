@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/d365portal/connector/internal/identity"
 	"github.com/d365portal/connector/internal/invite"
 )
 
@@ -17,6 +18,10 @@ type ProfilePage struct {
 	EmailConfirmed                       bool
 	Roles                                []string
 	FirstName, LastName, Phone, JobTitle *Field
+	// Logins are the linked external identities; Link the buttons for the
+	// portal's providers not linked yet.
+	Logins []LoginView
+	Link   *ExternalChoices
 }
 
 func (s *Server) profileForm(c *gin.Context, acc *invite.Account) *ProfilePage {
@@ -61,7 +66,26 @@ func (s *Server) profileGet(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.render(c, http.StatusOK, "profile", s.profileForm(c, acc))
+	pg := s.profileForm(c, acc)
+	if err := s.addLogins(c, pg, acc); err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.render(c, http.StatusOK, "profile", pg)
+}
+
+// addLogins fills the linked identities and the link buttons.
+func (s *Server) addLogins(c *gin.Context, pg *ProfilePage, acc *invite.Account) error {
+	if s.providers == nil {
+		return nil
+	}
+	logins, linked, err := s.profileLogins(c, &pg.BasePage, acc)
+	if err != nil {
+		return err
+	}
+	pg.Logins = logins
+	pg.Link = s.externalChoices(c, &pg.BasePage, intentLink, func(p *identity.Provider) bool { return linked[p.Name()] })
+	return nil
 }
 
 func (s *Server) profilePost(c *gin.Context) {
@@ -92,6 +116,10 @@ func (s *Server) profilePost(c *gin.Context) {
 		}
 	}
 	pg.summarise(pg.FirstName, pg.LastName, pg.Phone, pg.JobTitle)
+	if err := s.addLogins(c, pg, acc); err != nil {
+		s.fail(c, err)
+		return
+	}
 	s.render(c, formStatus, "profile", pg)
 }
 

@@ -182,6 +182,10 @@ func (s *Server) base(c *gin.Context, titleKey string) BasePage {
 	}
 	for _, t := range s.cat.languages() {
 		u := *c.Request.URL
+		if strings.HasPrefix(u.Path, callbackPrefix) {
+			// The callback's query is an authorization code: never repeat it.
+			u.Path, u.RawQuery = "/login", ""
+		}
 		q := u.Query()
 		q.Set("lang", t.lang)
 		u.RawQuery = q.Encode()
@@ -246,8 +250,8 @@ type Action struct {
 // view fails, so a failure can never loop.
 func (s *Server) renderError(c *gin.Context, e *Error) {
 	b := s.base(c, "error."+e.Key+".title")
-	pg := &ErrorPage{BasePage: b, Key: e.Key, Heading: b.Title, Body: b.T("error." + e.Key + ".body"), Status: e.Status,
-		ShowID: e.Status >= 500}
+	pg := &ErrorPage{BasePage: b, Key: e.Key, Heading: b.Title, Body: b.T("error."+e.Key+".body", e.Args...), Status: e.Status,
+		ShowID: e.Status >= 500 || e.ShowID}
 	if e.RetryAfter > 0 {
 		pg.RetryAfter = humanDuration(b.tr, e.RetryAfter)
 	}
@@ -297,6 +301,9 @@ func (s *Server) errorActions(c *gin.Context, b *BasePage, e *Error) []Action {
 		return []Action{{URL: "/forgot-password", Label: b.T("action.new_reset_link"), Primary: true}}
 	case "form_expired", "cross_site":
 		return []Action{{URL: c.Request.URL.Path, Label: b.T("action.try_again"), Primary: true}}
+	case "signin_denied", "signin_expired", "signin_failed", "provider_unavailable", "no_account", "account_disabled",
+		"account_locked", "login_taken", "email_mismatch", "email_unverified", "email_in_use":
+		return s.externalErrorActions(c, b)
 	case "rate_limited", "unavailable":
 		if c.Request.Method == http.MethodGet {
 			return []Action{{URL: here, Label: b.T("action.try_again"), Primary: true}}

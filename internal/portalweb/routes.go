@@ -35,7 +35,7 @@ func (s *Server) routes() *gin.Engine {
 	// Invitation redemption. GET only shows; POST redeems.
 	pages.GET("/invitation", s.invitationGet)
 	pages.GET("/invitation/", s.invitationGet)
-	pages.POST("/invitation", s.invitationPost)
+	pages.POST("/invitation", s.localOnly, s.invitationPost)
 	// Power Pages' own link shapes (/Register?invitation=…, also quoted as
 	// /register/?invitation=…), so existing emails and bookmarks work.
 	pages.GET("/Register", s.registerGet)
@@ -47,14 +47,21 @@ func (s *Server) routes() *gin.Engine {
 	pages.GET("/register/sent", s.registerSent)
 
 	pages.GET("/login", s.loginGet)
-	pages.POST("/login", s.loginPost)
+	pages.POST("/login", s.localOnly, s.loginPost)
 	pages.POST("/logout", s.logout)
 
-	pages.GET("/forgot-password", s.forgotGet)
-	pages.POST("/forgot-password", s.forgotPost)
-	pages.GET("/forgot-password/sent", s.forgotSent)
-	pages.GET("/reset-password", s.resetGet)
-	pages.POST("/reset-password", s.resetPost)
+	// External identity providers: start (the code of an invitation being
+	// redeemed comes from the session) and the redirect URI.
+	pages.GET(startPrefix+":provider", s.externalStart)
+	pages.POST(startPrefix+":provider", s.externalStart)
+	pages.GET(callbackPrefix+":provider", s.externalCallback)
+
+	local := pages.Group("/", s.localOnly)
+	local.GET("/forgot-password", s.forgotGet)
+	local.POST("/forgot-password", s.forgotPost)
+	local.GET("/forgot-password/sent", s.forgotSent)
+	local.GET("/reset-password", s.resetGet)
+	local.POST("/reset-password", s.resetPost)
 
 	pages.GET("/confirm-email", s.confirmGet)
 	pages.POST("/confirm-email", s.confirmPost)
@@ -63,6 +70,7 @@ func (s *Server) routes() *gin.Engine {
 	auth.GET("/profile", s.profileGet)
 	auth.POST("/profile", s.profilePost)
 	auth.POST("/profile/confirm-email", s.profileSendConfirmation)
+	auth.POST("/profile/logins/remove", s.profileUnlink)
 
 	r.NoRoute(s.sessions, s.language, func(c *gin.Context) { s.fail(c, errNotFound) })
 	r.NoMethod(s.sessions, s.language, func(c *gin.Context) {

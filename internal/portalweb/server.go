@@ -17,6 +17,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/d365portal/connector/internal/identity"
 	"github.com/d365portal/connector/internal/invite"
 )
 
@@ -35,6 +36,13 @@ type Accounts interface {
 	ResetPassword(ctx context.Context, token, newPassword string) error
 	Portal(name string) (invite.Portal, bool)
 	Portals() []invite.Portal
+
+	// External identity providers.
+	RedeemExternal(ctx context.Context, req invite.ExternalRedeemRequest) (*invite.Account, error)
+	SignInExternal(ctx context.Context, portal string, l invite.ExternalLogin) (*invite.Account, error)
+	ExternalLogins(ctx context.Context, contactID string) ([]invite.LinkedLogin, error)
+	LinkExternal(ctx context.Context, contactID string, l invite.ExternalLogin) error
+	UnlinkExternal(ctx context.Context, contactID, loginID string) error
 }
 
 var _ Accounts = (*invite.Service)(nil)
@@ -85,6 +93,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for messages such as lockout ends. Default time.Now.
 	Now func() time.Time
+
+	// Providers are the external identity providers (nil: none).
+	Providers *identity.Registry
+	// PortalProviders lists, by portal name, the providers a portal offers;
+	// a portal missing from the map offers all of them.
+	PortalProviders map[string][]string
+	// LocalLoginDisabled hides the password forms and answers 404 on their
+	// routes; external providers are then the only way in.
+	LocalLoginDisabled bool
+	// PublicURL is how browsers reach the site (scheme and host, no
+	// trailing slash): a provider's redirect URI is PublicURL +
+	// CallbackPath(name). Required with Providers.
+	PublicURL string
 }
 
 // Server is the portal site. Create it with New; it is safe for concurrent
@@ -108,6 +129,11 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	engine   *gin.Engine
+
+	providers          *identity.Registry
+	portalProviders    map[string][]string // lower-case portal name -> provider names
+	localLoginDisabled bool
+	publicURL          string
 }
 
 // New checks cfg, parses every template and message file, and builds the
@@ -134,6 +160,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.providers, s.localLoginDisabled = cfg.Providers, cfg.LocalLoginDisabled
+	s.publicURL = strings.TrimRight(cfg.PublicURL, "/")
+	s.portalProviders = map[string][]string{}
+	for name, list := range cfg.PortalProviders {
+		s.portalProviders[strings.ToLower(name)] = list
+	}
+	if s.providers != nil {
+		if u, err := url.Parse(s.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("portalweb: PublicURL %q must be an absolute http(s) URL when identity providers are configured", cfg.PublicURL)
+		}
 	}
 	s.portals = cfg.Portals
 	if len(s.portals) == 0 {
@@ -169,7 +206,7 @@ func New(cfg Config) (*Server, error) {
 	s.sm = newSessionManager(cfg, s.rdb, s.prefix)
 	s.limiter = redis_rate.NewLimiter(s.rdb)
 	s.cop = http.NewCrossOriginProtection()
-	s.csp = contentSecurityPolicy(s.portals)
+	s.csp = contentSecurityPolicy(s.portals, providerOrigins(s.providers))
 	if !s.secure {
 		s.log.Warn("portal session cookies are not marked Secure; use this only for development over plain HTTP")
 	}
@@ -214,9 +251,15 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // contentSecurityPolicy allows nothing but our own stylesheet and icon, and
 // form submissions (and the redirects that follow them) to this site and to
 // the configured portal pages on other origins.
-func contentSecurityPolicy(portals []invite.Portal) string {
+func contentSecurityPolicy(portals []invite.Portal, providers []string) string {
 	formAction := []string{"'self'"}
 	seen := map[string]bool{}
+	for _, o := range providers {
+		if !seen[o] {
+			seen[o] = true
+			formAction = append(formAction, o)
+		}
+	}
 	for _, p := range portals {
 		for _, page := range []string{p.ExistingUserPage, p.AfterRedeemPage} {
 			u, err := url.Parse(page)
