@@ -38,11 +38,17 @@ func runDev(ctx context.Context, e env, args []string) int {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address of the portal (loopback recommended)")
 	cfgPath := fs.String("config", "", "take redis.url and redis.key_prefix from FILE (use a real Redis)")
 	asJSON := fs.Bool("json", false, "print the URLs as one JSON object on the first stdout line")
+	mail := addEmailSyncFlags(fs, 1500*time.Millisecond)
 	if code, done := parse(fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
+		return exitUsage
+	}
+	syncOpts, err := mail.options()
+	if err != nil {
+		fmt.Fprintf(e.Stderr, "connector dev: %v\n", err)
 		return exitUsage
 	}
 	var fileCfg *config.Config
@@ -62,7 +68,7 @@ func runDev(ctx context.Context, e env, args []string) int {
 	}
 	publicURL := "http://" + ln.Addr().String()
 
-	emu, err := emulator.StartTLS(emulator.Options{Logger: log.With("component", "emulator")}, "127.0.0.1:0")
+	emu, err := emulator.StartTLS(emulator.Options{Logger: log.With("component", "emulator"), EmailSync: syncOpts}, "127.0.0.1:0")
 	if err != nil {
 		ln.Close()
 		fmt.Fprintf(e.Stderr, "connector dev: emulator: %v\n", err)
@@ -74,6 +80,11 @@ func runDev(ctx context.Context, e env, args []string) int {
 		ln.Close()
 		fmt.Fprintf(e.Stderr, "connector dev: seed: %v\n", err)
 		return exitFail
+	}
+	if err := mail.applyMailboxes(emu.Server, seed); err != nil {
+		ln.Close()
+		fmt.Fprintf(e.Stderr, "connector dev: %v\n", err)
+		return exitUsage
 	}
 
 	redisURL := ""
@@ -113,6 +124,7 @@ func runDev(ctx context.Context, e env, args []string) int {
 			Roles: c.Intake.Contact.RolesAttribute, InvitedOn: c.Intake.Contact.InvitedOnAttribute,
 			Error: c.Intake.Contact.ErrorAttribute, Requested: c.Intake.Contact.Status.Requested,
 			Sent: c.Intake.Contact.Status.Sent, Failed: c.Intake.Contact.Status.Failed, Redeemed: c.Intake.Contact.Status.Redeemed,
+			Delivered: c.Intake.Contact.Status.Delivered,
 		},
 	})
 	if err != nil {
@@ -202,7 +214,7 @@ func devConfig(publicURL string, emu *emulator.Running, seed *emulator.Demo, red
 			Name: "Contoso Customer Portal", DataModel: "standard", WebsiteID: seed.WebsiteID, BaseURL: publicURL,
 			DefaultRoles: []string{"Customers"},
 			Roles:        []string{"Authenticated Users", "Customers", "Administrators"},
-			Email:        config.Email{Sender: "initiating_user"},
+			Email:        config.Email{Sender: "queue:" + seed.QueueID}, // the demo queue's mailbox (--mailbox queue=...)
 		},
 	}
 	for i := range c.Portals {
