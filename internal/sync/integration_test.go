@@ -18,6 +18,7 @@ import (
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/dataverse/emulator"
 	"github.com/d365portal/connector/internal/dataverse/emulator/throttle"
+	"github.com/d365portal/connector/internal/delivery"
 	"github.com/d365portal/connector/internal/invite"
 	"github.com/d365portal/connector/internal/redistest"
 )
@@ -39,6 +40,14 @@ type clusterOpts struct {
 	latency   time.Duration
 	limits    throttle.Limits
 	lease     time.Duration
+
+	// Delivery following: the email step registered, a follower per
+	// replica, the emulator's server-side sync shaped by emailSync.
+	follow       bool
+	emailSync    emulator.EmailSyncOptions
+	pendingAlert time.Duration // default 30m
+	recheck      time.Duration // delivery poll re-check; default 1m
+	dropEmails   bool          // the load balancer loses every email webhook
 }
 
 // cluster is the emulator, one redis-server and several Intake instances as
@@ -56,9 +65,10 @@ type cluster struct {
 	emails   map[string]string
 
 	rr        atomic.Uint64
-	firstPost stdsync.Map // contact id -> time the first webhook POST for it arrived
-	outcomes  stdsync.Map // webhook outcome -> *atomic.Int64
-	sources   stdsync.Map // enqueue source -> *atomic.Int64 (enqueued only)
+	firstPost stdsync.Map  // contact id -> time the first webhook POST for it arrived
+	outcomes  stdsync.Map  // webhook outcome -> *atomic.Int64
+	sources   stdsync.Map  // enqueue source -> *atomic.Int64 (enqueued only)
+	emailHook atomic.Int64 // email webhook deliveries seen by the load balancer
 }
 
 type instance struct {
@@ -83,7 +93,8 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	c.redis = redistest.Start(t)
 	em, err := emulator.Start(emulator.Options{
 		Auth: emulator.AuthOptions{Disabled: true}, Faults: o.faults, Latency: o.latency, Limits: o.limits,
-		Webhooks: emulator.WebhookOptions{Duplicate: o.duplicate, Timeout: 30 * time.Second},
+		Webhooks:  emulator.WebhookOptions{Duplicate: o.duplicate, Timeout: 30 * time.Second},
+		EmailSync: o.emailSync,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,13 +125,13 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 			t.Fatal(err)
 		}
 		reg, err := RegisterWebhook(context.Background(), c.admin, RegisterOptions{
-			URL: url, AuthType: AuthWebhookKey, AuthValue: itSecret, Contact: testCols,
+			URL: url, AuthType: AuthWebhookKey, AuthValue: itSecret, Contact: testCols, FollowEmails: o.follow,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(reg.Steps) != 2 {
-			t.Fatalf("registration %+v", reg)
+		if want := map[bool]int{false: 2, true: 3}[o.follow]; len(reg.Steps) != want {
+			t.Fatalf("registration %+v, want %d steps", reg, want)
 		}
 	}
 	for n := range o.instances {
@@ -182,6 +193,20 @@ func (c *cluster) startInstance(name string) *instance {
 	if c.o.poll != "" {
 		cfg.Poll = PollConfig{Enabled: true, Schedule: c.o.poll}
 	}
+	if c.o.follow {
+		alert := c.o.pendingAlert
+		if alert == 0 {
+			alert = 30 * time.Minute
+		}
+		cfg.Deliveries, err = NewDeliveries(svc, delivery.FollowerConfig{
+			Dataverse: dv, PendingAlertAfter: func(string) time.Duration { return alert },
+			Logger: testLogger(t).With("instance", name, "component", "delivery"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DeliveryRecheck = c.o.recheck
+	}
 	in, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +225,13 @@ func (c *cluster) route(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	if rc, err := ParseContext(body); err == nil && rc.PrimaryEntityName == "email" {
+		c.emailHook.Add(1)
+		if c.o.dropEmails {
+			w.WriteHeader(http.StatusOK) // lost on the way: Dataverse thinks it was delivered
+			return
+		}
 	}
 	if rc, err := ParseContext(body); err == nil && rc.PrimaryEntityID != "" {
 		if v, ok := rc.Target().Attr(testCols.Status); ok {
