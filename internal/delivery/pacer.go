@@ -12,8 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Exchange Online's per-mailbox sending limits (see the package doc): the
-// defaults of Sender.PerMinute and Sender.PerDay.
+// Exchange Online's per-mailbox sending limits, the defaults of
+// Sender.PerMinute and Sender.PerDay: 30 messages a minute, and 10,000
+// recipients in any 24 hours (an invitation email has one recipient, so the
+// pacer counts messages for both).
 const (
 	DefaultPerMinute = 30
 	DefaultPerDay    = 10000
