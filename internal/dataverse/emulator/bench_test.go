@@ -92,3 +92,33 @@ func BenchmarkFilteredPage(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	})
 }
+
+// BenchmarkSendEmailThroughSync creates an email and sends it with
+// IssueSend=true, the emulated sync delivering it before SendEmail returns
+// (Delay 0, limits off): the emulator's own cost per delivered email.
+func BenchmarkSendEmailThroughSync(b *testing.B) {
+	r, err := Start(Options{Auth: AuthOptions{Disabled: true}, RequestLogSize: 1000,
+		EmailSync: EmailSyncOptions{Limits: MailboxLimits{Messages: -1, Recipients: -1}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	user, err := r.Insert("systemuser", map[string]any{"fullname": "Bench", "internalemailaddress": "bench@contoso.example"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		id := newGUID()
+		benchDo(b, r, "POST", "emails", fmt.Sprintf(`{"activityid":"%s","subject":"s%d","email_activity_parties":[`+
+			`{"participationtypemask":1,"partyid_systemuser@odata.bind":"/systemusers(%s)"},`+
+			`{"participationtypemask":2,"addressused":"r%d@example.com"}]}`, id, i, user, i))
+		benchDo(b, r, "POST", "emails("+id+")/Microsoft.Dynamics.CRM.SendEmail", `{"IssueSend":true}`)
+	}
+	b.StopTimer()
+	if row, _ := r.Row("email", r.Outbox()[len(r.Outbox())-1].ID); row["statuscode"] != EmailSent {
+		b.Fatalf("last email in status %v", row["statuscode"])
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "emails/s")
+}

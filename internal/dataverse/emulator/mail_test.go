@@ -380,6 +380,9 @@ func TestEmailSyncMessageLimit(t *testing.T) {
 		t.Fatalf("cycle: %+v", r)
 	}
 	e.wantStatus(ids[2], 1, EmailPendingSend)
+	if n := e.r.QueuedEmails(); n != 1 {
+		t.Fatalf("queued %d, want the held one", n)
+	}
 	alerts := e.alerts(e.mailbox)
 	if len(alerts) != 1 || num(alerts[0]["level"]) != AlertWarning ||
 		!strings.Contains(alerts[0]["text"].(string), "ErrorSubmissionQuotaExceeded") || !strings.Contains(alerts[0]["text"].(string), "sending the email message m3 through the mailbox Portal Mailer") {
@@ -526,8 +529,8 @@ func TestEmailSyncDeletedEmailIsDropped(t *testing.T) {
 	if r := e.r.RunEmailSync(); r != (EmailSyncResult{}) {
 		t.Fatalf("cycle: %+v", r)
 	}
-	if e.r.mail.nextWake() != (time.Time{}) {
-		t.Fatal("the deleted email is still queued")
+	if n := e.r.QueuedEmails(); n != 0 {
+		t.Fatalf("%d emails still queued after the only one was deleted", n)
 	}
 }
 
@@ -556,8 +559,8 @@ func TestEmailSyncBackground(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if c.r.mail.nextWake() != (time.Time{}) {
-		t.Fatal("queue not empty after both emails were sent")
+	if n := c.r.QueuedEmails(); n != 0 {
+		t.Fatalf("%d emails queued after both were sent", n)
 	}
 	c.r.Server.Close() // stops the cycle; a second Close is harmless
 	c.r.Server.Close()

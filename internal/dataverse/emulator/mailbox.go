@@ -424,6 +424,15 @@ func (s *Server) RunEmailSync() EmailSyncResult {
 	return s.mail.run(s.now())
 }
 
+// QueuedEmails is how many emails the sync still follows: in Pending Send
+// (waiting for their mailbox's cycle, or held) or in Sending. An email whose
+// sender has no mailbox is never queued.
+func (s *Server) QueuedEmails() int {
+	s.mail.mu.Lock()
+	defer s.mail.mu.Unlock()
+	return len(s.mail.queue)
+}
+
 // committed fires a committed transaction's webhooks and hands its emails to
 // server-side sync.
 func (s *Server) committed(tx *tx) {
