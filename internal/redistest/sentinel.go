@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,10 @@ type SentinelOptions struct {
 	Password string
 	// SentinelPassword is requirepass on the sentinels. Default none.
 	SentinelPassword string
+	// TLS, when set, makes every data node and sentinel listen only on a TLS
+	// port with a certificate from this CA for 127.0.0.1 and localhost
+	// (tls-replication yes, tls-auth-clients optional). Default: plain TCP.
+	TLS *CA
 }
 
 // SentinelGroup is a primary, its replicas and the sentinels watching them,
@@ -53,6 +58,11 @@ type SentinelGroup struct {
 	SentinelAddrs []string  // host:port of each sentinel, in Sentinels order
 
 	opts SentinelOptions
+	// With SentinelOptions.TLS: the server certificate every process uses,
+	// and how the helpers connect.
+	cert   KeyPair
+	client KeyPair
+	tls    *tls.Config
 }
 
 // StartSentinels launches the data nodes, waits until every replica is in
@@ -67,6 +77,15 @@ func StartSentinels(tb testing.TB, o SentinelOptions) *SentinelGroup {
 	sentinelBin := lookBin(tb, "redis-sentinel", "redis-sentinel")
 	o = o.withDefaults()
 	g := &SentinelGroup{MasterName: o.MasterName, opts: o}
+	if o.TLS != nil {
+		g.cert = o.TLS.ServerCert(tb, "127.0.0.1", "localhost")
+		g.client = o.TLS.ClientCert(tb, "redistest")
+		pair, err := tls.LoadX509KeyPair(g.client.CertFile, g.client.KeyFile)
+		if err != nil {
+			tb.Fatalf("redistest: load client certificate: %v", err)
+		}
+		g.tls = &tls.Config{RootCAs: o.TLS.Pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
 
 	primary := g.startNode(tb, serverBin, "")
 	for i := 0; i < o.Replicas; i++ {
@@ -78,7 +97,7 @@ func StartSentinels(tb testing.TB, o SentinelOptions) *SentinelGroup {
 		tb.Fatalf("redistest: replicas: %v", err)
 	}
 	for i := 0; i < o.Sentinels; i++ {
-		s := &Server{bin: sentinelBin, dir: tb.TempDir(), password: o.SentinelPassword}
+		s := &Server{bin: sentinelBin, dir: tb.TempDir(), password: o.SentinelPassword, tls: g.tls}
 		s.args = g.sentinelArgs(s, primary.Port())
 		if err := s.start(); err != nil {
 			tb.Fatalf("redistest: sentinel: %v", err)
@@ -120,15 +139,21 @@ func (o SentinelOptions) withDefaults() SentinelOptions {
 func (g *SentinelGroup) startNode(tb testing.TB, bin, replicaOf string) *Server {
 	tb.Helper()
 	o := g.opts
-	s := &Server{bin: bin, dir: tb.TempDir(), password: o.Password}
+	s := &Server{bin: bin, dir: tb.TempDir(), password: o.Password, tls: g.tls}
 	s.args = func(port int) ([]string, error) {
-		args := []string{
-			"--port", strconv.Itoa(port),
+		args := []string{"--port", strconv.Itoa(port)}
+		if g.tls != nil {
+			args = []string{"--port", "0", "--tls-port", strconv.Itoa(port)}
+			for _, kv := range g.tlsSettings() {
+				args = append(args, "--"+kv[0], kv[1])
+			}
+		}
+		args = append(args,
 			// The default 5 s delay before a diskless full sync would slow
 			// every start and every re-sync after a failover.
 			"--repl-diskless-sync-delay", "0",
 			"--min-replicas-to-write", strconv.Itoa(o.MinReplicasToWrite),
-		}
+		)
 		if o.Password != "" {
 			args = append(args, "--requirepass", o.Password, "--masterauth", o.Password)
 		}
@@ -157,7 +182,15 @@ func (g *SentinelGroup) sentinelArgs(s *Server, primaryPort int) func(port int) 
 			return []string{conf}, nil
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "port %d\nbind 127.0.0.1\ndaemonize no\n", port)
+		if g.tls != nil {
+			fmt.Fprintf(&b, "port 0\ntls-port %d\n", port)
+			for _, kv := range g.tlsSettings() {
+				fmt.Fprintf(&b, "%s %s\n", kv[0], kv[1])
+			}
+		} else {
+			fmt.Fprintf(&b, "port %d\n", port)
+		}
+		b.WriteString("bind 127.0.0.1\ndaemonize no\n")
 		fmt.Fprintf(&b, "dir %s\nlogfile %s\n", s.dir, filepath.Join(s.dir, "redis.log"))
 		// Must precede any monitor line that names a host.
 		b.WriteString("sentinel resolve-hostnames yes\n")
@@ -175,6 +208,21 @@ func (g *SentinelGroup) sentinelArgs(s *Server, primaryPort int) func(port int) 
 			return nil, fmt.Errorf("write %s: %w", conf, err)
 		}
 		return []string{conf}, nil
+	}
+}
+
+// tlsSettings are the TLS directives shared by data nodes and sentinels:
+// their own certificate, a client certificate for the connections they make
+// (replication, monitoring), and TLS towards each other.
+func (g *SentinelGroup) tlsSettings() [][2]string {
+	return [][2]string{
+		{"tls-cert-file", g.cert.CertFile},
+		{"tls-key-file", g.cert.KeyFile},
+		{"tls-client-cert-file", g.client.CertFile},
+		{"tls-client-key-file", g.client.KeyFile},
+		{"tls-ca-cert-file", g.opts.TLS.CertFile},
+		{"tls-auth-clients", "optional"},
+		{"tls-replication", "yes"},
 	}
 }
 
@@ -230,7 +278,7 @@ func (g *SentinelGroup) SentinelClient(tb testing.TB, i int) *redis.SentinelClie
 
 func (g *SentinelGroup) sentinelClient(addr string) *redis.SentinelClient {
 	return redis.NewSentinelClient(&redis.Options{
-		Addr: addr, Password: g.opts.SentinelPassword, MaxRetries: -1,
+		Addr: addr, Password: g.opts.SentinelPassword, MaxRetries: -1, TLSConfig: g.tls,
 		DialTimeout: time.Second, ReadTimeout: time.Second,
 	})
 }

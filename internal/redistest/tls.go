@@ -160,6 +160,9 @@ type TLSOptions struct {
 	// AuthClients is redis-server's --tls-auth-clients: "optional"
 	// (default), "yes" (a client certificate is required) or "no".
 	AuthClients string
+	// Protocols is redis-server's --tls-protocols, e.g. "TLSv1.2".
+	// Default: the server's ("TLSv1.2 TLSv1.3").
+	Protocols string
 }
 
 // StartTLS launches a redis-server that listens only on a TLS port
@@ -198,14 +201,18 @@ func StartTLS(tb testing.TB, o TLSOptions) *Server {
 		},
 	}
 	s.args = func(port int) ([]string, error) {
-		return append([]string{
+		args := []string{
 			"--port", "0",
 			"--tls-port", strconv.Itoa(port),
 			"--tls-cert-file", srvCert.CertFile,
 			"--tls-key-file", srvCert.KeyFile,
 			"--tls-ca-cert-file", o.CA.CertFile,
 			"--tls-auth-clients", o.AuthClients,
-		}, s.commonArgs()...), nil
+		}
+		if o.Protocols != "" {
+			args = append(args, "--tls-protocols", o.Protocols)
+		}
+		return append(args, s.commonArgs()...), nil
 	}
 	if err := s.start(); err != nil {
 		tb.Fatalf("redistest: %v", err)
