@@ -136,15 +136,15 @@ type Config struct {
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger     // default discards
 	Locker  Locker           // default in-process
+	// LocalLoginDisabled: passwords do not count as a way to sign in, so
+	// UnlinkExternal keeps an account's last external login.
+	LocalLoginDisabled bool
 }
 
 // Service creates, sends and redeems invitations and manages the portal
 // identities they create. It is safe for concurrent use.
 type Service struct {
 	dv       Dataverse
-	// LocalLoginDisabled: passwords do not count as a way to sign in, so
-	// UnlinkExternal keeps an account's last external login.
-	LocalLoginDisabled bool
 	cfg      Config
 	cols     ContactColumns
 	portals  map[string]*portalConf
