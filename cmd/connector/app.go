@@ -91,6 +91,10 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 	}
 
 	s := cfg.Server
+	idp, err := newIdentity(cfg, log.With("component", "identity"))
+	if err != nil {
+		return nil, err
+	}
 	web, err := portalweb.New(portalweb.Config{
 		Accounts: a.invites, Redis: a.rdb, KeyPrefix: cfg.Redis.KeyPrefix, SecureCookies: s.SecureCookiesOn(),
 		SessionIdleTimeout: s.SessionIdleTimeout.D(), SessionLifetime: s.SessionLifetime.D(),
@@ -99,6 +103,8 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 			Registrations: s.RateLimits.Registrations, PasswordResets: s.RateLimits.PasswordReset,
 		},
 		TrustedProxies: s.TrustedProxies, DefaultLanguage: s.Language, Logger: log.With("component", "portal"),
+		Providers: idp, PortalProviders: portalProviders(cfg), LocalLoginDisabled: !cfg.Identity.LocalLoginOn(),
+		PublicURL: s.PublicURL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("portal: %w", err)

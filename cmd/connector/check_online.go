@@ -50,6 +50,7 @@ func checkOnline(ctx context.Context, e env, c *config.Config) int {
 	} else {
 		cl.ok("Redis answers at %s", redactedRedis(c.Redis.URL))
 	}
+	checkProviders(ctx, cl, c)
 
 	hc, err := dataverse.NewHTTPClient(c.Dataverse.CAFile)
 	if err != nil {

@@ -102,6 +102,7 @@ func runDev(ctx context.Context, e env, args []string) int {
 	}
 
 	c := devConfig(publicURL, emu, seed, redisURL)
+	addDevIdentity(c, emu, seed)
 	if fileCfg != nil {
 		c.Redis.KeyPrefix = fileCfg.Redis.KeyPrefix
 	}

@@ -58,7 +58,8 @@ func inviteConfig(c *config.Config, log *slog.Logger, locker invite.Locker) (inv
 		Locker:           locker,
 		// The Redis lock is refreshed while held, so its TTL only matters
 		// after a crash: then another replica may take over after one lease.
-		LockTTL: c.Intake.Lease.D(),
+		LockTTL:            c.Intake.Lease.D(),
+		LocalLoginDisabled: !id.LocalLoginOn(),
 	}
 	if pp.EnforceClasses {
 		ic.PasswordPolicy.MinClasses = 3
@@ -74,6 +75,7 @@ func inviteConfig(c *config.Config, log *slog.Logger, locker invite.Locker) (inv
 			DefaultRoles: p.DefaultRoles, ExpiresAfter: p.Invitation.ExpiresAfter.D(),
 			MaxRedemptions: p.Invitation.MaxRedemptions, CodeStorage: p.Invitation.CodeStorage,
 			ExistingUserPage: p.Pages.ExistingUser, AfterRedeemPage: p.Pages.AfterRedeem, Terms: p.Pages.Terms,
+			RequireEmailMatch: p.Invitation.RequireEmailMatch, OpenRegistration: p.OpenRegistration,
 			Email: invite.EmailSettings{Sender: p.Email.Sender, Subject: p.Email.Subject},
 		}
 		if ip.ExpiresAfter == 0 {

@@ -35,7 +35,9 @@ type Chrome struct {
 	shots    int
 }
 
-func New(t *testing.T) *Chrome {
+// New starts a headless Chromium tab for t; extra adds Chromium options
+// (for example trusting one test server's certificate).
+func New(t *testing.T, extra ...chromedp.ExecAllocatorOption) *Chrome {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -56,6 +58,7 @@ func New(t *testing.T) *Chrome {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1024, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelTab(); cancelAlloc() })

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -193,4 +194,48 @@ func mustFail(t *testing.T, src string) error {
 		t.Fatal("configuration accepted")
 	}
 	return err
+}
+
+// TestExampleProvidersBlockIsValid uncomments the providers example of
+// config.example.yaml and loads the file with it.
+func TestExampleProvidersBlockIsValid(t *testing.T) {
+	src, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	in := false
+	n := 0
+	for i, l := range lines {
+		switch {
+		case l == "  # providers:":
+			in = true
+		case in && !strings.HasPrefix(l, "  # "):
+			in = false
+		}
+		if in {
+			lines[i] = "  " + strings.TrimPrefix(l, "  # ")
+			n++
+		}
+	}
+	if n < 10 {
+		t.Fatalf("providers example not found (%d lines)", n)
+	}
+	env := func(k string) string {
+		if k == "ENTRA_CLIENT_SECRET" {
+			return "example-secret"
+		}
+		return dummyEnv(k)
+	}
+	c, err := LoadBytes([]byte(strings.Join(lines, "\n")), Options{Getenv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Identity.Providers[0]
+	if len(c.Identity.Providers) != 1 || p.Name != "entra" || p.Type != "entra_id" || p.Claims["jobtitle"] != "jobTitle" || p.ProviderKeyClaim != "sub" {
+		t.Fatalf("providers %+v", c.Identity.Providers)
+	}
+	if got := c.PortalProviders(c.Portals[0]); len(got) != 1 || got[0] != "entra" {
+		t.Fatalf("portal providers %v", got)
+	}
 }
