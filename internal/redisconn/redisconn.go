@@ -41,8 +41,8 @@ type Options struct {
 	// turns TLS on like CAFile.
 	CertFile string
 	KeyFile  string
-	// Sentinel, when MasterName is set, makes the client find the primary
-	// through these sentinels and follow failovers.
+	// Sentinel, when set, makes the client find the primary through these
+	// sentinels and follow failovers.
 	Sentinel Sentinel
 }
 

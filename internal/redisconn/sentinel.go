@@ -78,21 +78,22 @@ func NewSentinelChecker(o Options) (*SentinelChecker, error) {
 	if err := o.Sentinel.validate(u.Scheme); err != nil {
 		return nil, err
 	}
-	d, err := newDialer(o, u, &redis.Options{})
+	// A check answers for now: one attempt, no retries, short timeouts.
+	const timeout = 2 * time.Second
+	d, err := newDialer(o, u, &redis.Options{DialTimeout: timeout})
 	if err != nil {
 		return nil, err
 	}
 	c := &SentinelChecker{masterName: o.Sentinel.MasterName, addrs: o.Sentinel.Addrs}
 	for _, addr := range o.Sentinel.Addrs {
 		opt := &redis.Options{
-			Addr:     addr,
-			Password: o.Sentinel.Password,
-			// A check answers for now: one attempt, no retries.
+			Addr:          addr,
+			Password:      o.Sentinel.Password,
 			MaxRetries:    -1,
 			DialerRetries: 1,
-			DialTimeout:   2 * time.Second,
-			ReadTimeout:   2 * time.Second,
-			WriteTimeout:  2 * time.Second,
+			DialTimeout:   timeout,
+			ReadTimeout:   timeout,
+			WriteTimeout:  timeout,
 			PoolSize:      1,
 		}
 		if d.tls != nil {

@@ -2,8 +2,12 @@
 //
 // Tests in this project talk to a real Redis, not a fake: each call to Start
 // launches redis-server on a free loopback port with persistence off and stops
-// it when the test ends. When redis-server is not installed the test is
-// skipped locally, but fails when CI=true so CI never silently skips.
+// it when the test ends. StartTLS does the same on a TLS-only port with a
+// certificate from a throwaway CA (NewCA), and StartSentinels starts a
+// primary, its replicas and redis-sentinel processes watching them, with
+// helpers to SIGKILL the primary and wait for the promoted replica. When a
+// binary is not installed the test is skipped locally, but fails when CI=true
+// so CI never silently skips.
 package redistest
 
 import (
