@@ -67,6 +67,10 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 	}
 	a.metrics.InitPortals(portalNames...)
 
+	deliveries, err := newDeliveries(cfg, a.dv, a.invites, a.metrics.DeliveryHooks(), log.With("component", "delivery"))
+	if err != nil {
+		return nil, err
+	}
 	in := cfg.Intake
 	a.intake, err = intake.New(intake.Config{
 		Redis: a.rdb, KeyPrefix: cfg.Redis.KeyPrefix, Invites: a.invites, Dataverse: a.dv,
@@ -79,6 +83,8 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		Workers: in.Workers, MaxAttempts: in.MaxAttempts, Lease: in.Lease.D(),
 		Logger: log.With("component", "intake"),
 		Hooks:  a.metrics.IntakeHooks(),
+		// Invitation emails are followed to Delivered or Failed.
+		Deliveries: deliveries, DeliveryRecheck: deliveryRecheck(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)

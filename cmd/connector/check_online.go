@@ -125,6 +125,8 @@ func checkOnline(ctx context.Context, e env, c *config.Config) int {
 		}
 	}
 
+	checkMailboxes(ctx, cl, c, dv)
+
 	if c.Intake.Webhook.Enabled {
 		checkWebhook(ctx, cl, c, dv)
 	}
@@ -157,7 +159,8 @@ func checkWebhook(ctx context.Context, cl *checklist, c *config.Config, dv *data
 
 func webhookOptions(c *config.Config, url string, dry bool, out io.Writer) intake.RegisterOptions {
 	a := c.Intake.Webhook.Auth
-	return intake.RegisterOptions{URL: url, AuthType: a.Type, AuthName: a.Name, AuthValue: a.Value, Contact: contactColumns(c), DryRun: dry, Out: out}
+	return intake.RegisterOptions{URL: url, AuthType: a.Type, AuthName: a.Name, AuthValue: a.Value, Contact: contactColumns(c), DryRun: dry, Out: out,
+		FollowEmails: true}
 }
 
 func summary(cl *checklist, e env) int {

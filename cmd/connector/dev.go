@@ -39,6 +39,7 @@ func runDev(ctx context.Context, e env, args []string) int {
 	cfgPath := fs.String("config", "", "take redis.url and redis.key_prefix from FILE (use a real Redis)")
 	asJSON := fs.Bool("json", false, "print the URLs as one JSON object on the first stdout line")
 	mail := addEmailSyncFlags(fs, 1500*time.Millisecond)
+	pendingAlert := fs.Duration("pending-alert-after", time.Minute, "how long an invitation email may stay unsent before the contact shows Failed (portals[].email.pending_alert_after)")
 	if code, done := parse(fs, args); done {
 		return code
 	}
@@ -103,6 +104,9 @@ func runDev(ctx context.Context, e env, args []string) int {
 
 	c := devConfig(publicURL, emu, seed, redisURL)
 	addDevIdentity(c, emu, seed)
+	for i := range c.Portals {
+		c.Portals[i].Email.PendingAlertAfter = config.Duration(*pendingAlert)
+	}
 	if fileCfg != nil {
 		c.Redis.KeyPrefix = fileCfg.Redis.KeyPrefix
 	}
@@ -144,7 +148,7 @@ func runDev(ctx context.Context, e env, args []string) int {
 	hookURL, _ := intake.WebhookURL(c.Server.PublicURL, c.Intake.Webhook.Path)
 	_, err = intake.RegisterWebhook(regCtx, a.dv, intake.RegisterOptions{
 		URL: hookURL, AuthType: c.Intake.Webhook.Auth.Type, AuthName: c.Intake.Webhook.Auth.Name,
-		AuthValue: c.Intake.Webhook.Auth.Value, Contact: contactColumns(c),
+		AuthValue: c.Intake.Webhook.Auth.Value, Contact: contactColumns(c), FollowEmails: true,
 	})
 	cancel()
 	if err != nil {

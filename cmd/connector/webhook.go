@@ -9,7 +9,7 @@ import (
 )
 
 func runWebhook(ctx context.Context, e env, args []string) int {
-	const summary = "Create or update (idempotently) the Dataverse webhook: a serviceendpoint pointing at\nserver.public_url + intake.webhook.path with the configured auth, and asynchronous\nsteps on contact Create and Update (filtered on the invite status column).\n`unregister` removes them."
+	const summary = "Create or update (idempotently) the Dataverse webhook: a serviceendpoint pointing at\nserver.public_url + intake.webhook.path with the configured auth, and asynchronous\nsteps on contact Create and Update (filtered on the invite status column) and on\nemail Update (filtered on statuscode, to follow invitation emails to Delivered or Failed).\n`unregister` removes them."
 	if len(args) == 0 || (args[0] != "register" && args[0] != "unregister") {
 		fs := newFlags(e, "webhook", "register|unregister --config FILE [--dry-run]", summary)
 		if code, done := parse(fs, args); done {

@@ -76,7 +76,7 @@ func inviteConfig(c *config.Config, log *slog.Logger, locker invite.Locker) (inv
 			MaxRedemptions: p.Invitation.MaxRedemptions, CodeStorage: p.Invitation.CodeStorage,
 			ExistingUserPage: p.Pages.ExistingUser, AfterRedeemPage: p.Pages.AfterRedeem, Terms: p.Pages.Terms,
 			RequireEmailMatch: p.Invitation.RequireEmailMatch, OpenRegistration: p.OpenRegistration,
-			Email: invite.EmailSettings{Sender: p.Email.Sender, Subject: p.Email.Subject},
+			Email: invite.EmailSettings{Sender: p.Email.Sender, Subject: p.Email.Subject, Channel: p.Email.Channel},
 		}
 		if ip.ExpiresAfter == 0 {
 			ip.ExpiresAfter = -1 // config: 0 = never expires
@@ -114,6 +114,7 @@ func contactColumns(c *config.Config) invite.ContactColumns {
 		Status: ct.StatusAttribute, Portal: ct.PortalAttribute, Roles: ct.RolesAttribute,
 		InvitedOn: ct.InvitedOnAttribute, Error: ct.ErrorAttribute,
 		Requested: ct.Status.Requested, Sent: ct.Status.Sent, Failed: ct.Status.Failed, Redeemed: ct.Status.Redeemed,
+		Delivered: ct.Status.Delivered,
 	}
 }
 
