@@ -23,6 +23,10 @@ const (
 	StatusSent      = 100000001
 	StatusFailed    = 100000002
 	StatusRedeemed  = 100000003
+	// StatusDelivered: the mail server accepted the invitation email (Sent
+	// only says it was handed to Dataverse server-side sync or the SMTP
+	// channel). Added after the first four, so it sorts last.
+	StatusDelivered = 100000004
 )
 
 // Names that do not depend on the prefix. Importing a pack made with another
@@ -73,7 +77,7 @@ type PortalChoice struct {
 
 // Columns are the logical names of the contact columns the solution adds.
 type Columns struct {
-	Status    string // choice: Requested, Sent, Failed, Redeemed
+	Status    string // choice: Requested, Sent, Failed, Redeemed, Delivered
 	Portal    string // text(100): the portal's name
 	Roles     string // text(1000): web role names, comma-separated
 	InvitedOn string // date and time: when the last invitation was sent

@@ -116,6 +116,7 @@ type configStatus struct {
 	Sent      int `json:"sent"`
 	Failed    int `json:"failed"`
 	Redeemed  int `json:"redeemed"`
+	Delivered int `json:"delivered"`
 }
 
 type configPortal struct {
@@ -219,13 +220,14 @@ func buildData(o Options) (templateData, error) {
 			LogicalName:   cols.Status,
 			Type:          "picklist",
 			DisplayName:   "Portal Invite Status",
-			Description:   "Where the portal invitation for this contact stands. The Invite to portal button sets Requested; the portal invitation connector sets Sent, Failed or Redeemed.",
+			Description:   "Where the portal invitation for this contact stands. The Invite to portal button sets Requested; the portal invitation connector sets Sent, Delivered, Failed or Redeemed.",
 			OptionSetName: o.Prefix + "_contact_portalinvitestatus",
 			Options: []option{
 				{StatusRequested, "Requested", "Invite to portal was clicked; the connector has not handled the request yet."},
-				{StatusSent, "Sent", "The invitation was created and its email sent."},
-				{StatusFailed, "Failed", "The connector could not invite the contact; Last Invite Error says why."},
+				{StatusSent, "Sent", "The invitation was created and its email handed over for sending (Dynamics 365 shows it Pending Send until the mailbox sends it)."},
+				{StatusFailed, "Failed", "The connector could not invite the contact, or the invitation email was not sent; Last Invite Error says why."},
 				{StatusRedeemed, "Redeemed", "The contact redeemed the invitation and has a portal account."},
+				{StatusDelivered, "Delivered", "The mail server (Exchange through the sender's mailbox, or the SMTP server) accepted the invitation email."},
 			},
 		},
 		{
@@ -310,7 +312,7 @@ func configJS(o Options, cols Columns) ([]byte, error) {
 		Version: o.Version,
 		Entity:  "contact",
 		Columns: configColumns{Status: cols.Status, Portal: cols.Portal, Roles: cols.Roles, InvitedOn: cols.InvitedOn, Error: cols.Error},
-		Status:  configStatus{Requested: StatusRequested, Sent: StatusSent, Failed: StatusFailed, Redeemed: StatusRedeemed},
+		Status:  configStatus{Requested: StatusRequested, Sent: StatusSent, Failed: StatusFailed, Redeemed: StatusRedeemed, Delivered: StatusDelivered},
 		Portals: make([]configPortal, 0, len(o.Portals)),
 	}
 	for _, p := range o.Portals {

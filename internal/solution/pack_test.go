@@ -343,7 +343,7 @@ func TestCustomizationsContactColumns(t *testing.T) {
 		}
 		options = append(options, o.Labels[0].Description+"="+itoa(o.Value))
 	}
-	wantOptions := []string{"Requested=100000000", "Sent=100000001", "Failed=100000002", "Redeemed=100000003"}
+	wantOptions := []string{"Requested=100000000", "Sent=100000001", "Failed=100000002", "Redeemed=100000003", "Delivered=100000004"}
 	if !slices.Equal(options, wantOptions) {
 		t.Errorf("status options = %q, want %q", options, wantOptions)
 	}
@@ -647,7 +647,7 @@ func TestConfigJS(t *testing.T) {
 		Version: "2.1.0.0",
 		Entity:  "contact",
 		Columns: configColumns{"pinv_portalinvitestatus", "pinv_portalname", "pinv_portalroles", "pinv_lastinvitedon", "pinv_lastinviteerror"},
-		Status:  configStatus{100000000, 100000001, 100000002, 100000003},
+		Status:  configStatus{100000000, 100000001, 100000002, 100000003, 100000004},
 		Portals: []configPortal{
 			{Name: "Contoso Partner Portal", Roles: []string{"Authenticated Users", "Partners", "Customers"}, DefaultRoles: []string{"Authenticated Users"}},
 			{Name: "Contoso Customer Portal", Roles: []string{"Customers", "Administrators"}, DefaultRoles: []string{}},

@@ -23,7 +23,7 @@ function defaultConfig(portals) {
       invitedOn: "pinv_lastinvitedon",
       error: "pinv_lastinviteerror"
     },
-    status: { requested: 100000000, sent: 100000001, failed: 100000002, redeemed: 100000003 },
+    status: { requested: 100000000, sent: 100000001, failed: 100000002, redeemed: 100000003, delivered: 100000004 },
     portals:
       portals === undefined
         ? [
