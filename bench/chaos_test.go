@@ -12,7 +12,8 @@ import (
 // --quick runs the same): 100 contacts through three `connector serve`
 // replicas with duplicated webhooks, 20% injected Dataverse faults, a
 // replica SIGKILLed and restarted and Redis restarted; then 20 parallel
-// redemptions of one code. It fails on any lost or duplicated invitation.
+// redemptions of one code with passwords and 20 with "Continue with
+// Microsoft". It fails on any lost or duplicated invitation or account.
 func TestChaosQuick(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -27,7 +28,7 @@ func TestChaosQuick(t *testing.T) {
 	}
 	defer h.close()
 	o := options{quick: true}
-	for _, run := range []func(context.Context, *harness, options) *Section{chaosPipeline, chaosRace} {
+	for _, run := range []func(context.Context, *harness, options) *Section{chaosPipeline, chaosRace, chaosExternal} {
 		s := run(ctx, h, o)
 		t.Logf("%s", s.markdown(true))
 		if s.Error != "" {

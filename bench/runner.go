@@ -8,7 +8,7 @@ import (
 // Parts of each suite, in the order they run.
 var (
 	benchParts = []string{"requests", "throughput", "latency", "site", "polling"}
-	chaosParts = []string{"pipeline", "race", "bruteforce", "malformed", "fuzz"}
+	chaosParts = []string{"pipeline", "race", "external", "bruteforce", "malformed", "fuzz"}
 )
 
 type part struct {
@@ -30,6 +30,7 @@ func runChaos(ctx context.Context, h *harness, o options, rep *Report) {
 	runParts(ctx, h, o, rep, []part{
 		{"pipeline", chaosPipeline},
 		{"race", chaosRace},
+		{"external", chaosExternal},
 		{"bruteforce", chaosBruteForce},
 		{"malformed", chaosMalformed},
 		{"fuzz", chaosFuzz},
