@@ -52,6 +52,8 @@ type extOpts struct {
 	service       func(*invite.Config)
 	extra         []identity.ProviderConfig
 	portalProv    map[string][]string
+	site          func(*Config)                           // after the providers are set
+	wrap          func(http.RoundTripper) http.RoundTripper // wraps the transport to the emulator's Entra endpoint
 }
 
 func newExt(t testing.TB, o extOpts) *ext {
@@ -85,8 +87,13 @@ func newExt(t testing.TB, o extOpts) *ext {
 			}
 		},
 		site: func(c *Config) {
-			cfgs := append([]identity.ProviderConfig{{Name: "entra", DisplayName: "Microsoft", Type: identity.TypeEntraID,
-				Issuer: x.issuer, ClientID: extClient, ClientSecret: extSecret, RootCAs: ca.Pool(), ProviderKeyClaim: o.keyClaim}}, o.extra...)
+			entra := identity.ProviderConfig{Name: "entra", DisplayName: "Microsoft", Type: identity.TypeEntraID,
+				Issuer: x.issuer, ClientID: extClient, ClientSecret: extSecret, RootCAs: ca.Pool(), ProviderKeyClaim: o.keyClaim}
+			if o.wrap != nil {
+				entra.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: o.wrap(&http.Transport{
+					TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}})}
+			}
+			cfgs := append([]identity.ProviderConfig{entra}, o.extra...)
 			reg, err := identity.NewRegistry(cfgs, identity.Options{Logger: c.Logger})
 			if err != nil {
 				t.Fatal(err)
@@ -95,6 +102,9 @@ func newExt(t testing.TB, o extOpts) *ext {
 			c.Providers, c.PublicURL, c.LocalLoginDisabled, c.PortalProviders = reg, x.base, o.localDisabled, o.portalProv
 			svc.AddRedirectURI(extClient, x.base+CallbackPath("entra"))
 			svc.AddRedirectURI(extClient, x.base+"/login")
+			if o.site != nil {
+				o.site(c)
+			}
 		},
 	})
 	return x
