@@ -52,7 +52,7 @@ type extOpts struct {
 	service       func(*invite.Config)
 	extra         []identity.ProviderConfig
 	portalProv    map[string][]string
-	site          func(*Config)                           // after the providers are set
+	site          func(*Config)                             // after the providers are set
 	wrap          func(http.RoundTripper) http.RoundTripper // wraps the transport to the emulator's Entra endpoint
 }
 
