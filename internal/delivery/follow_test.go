@@ -394,3 +394,32 @@ func TestMailboxCheck(t *testing.T) {
 		t.Errorf("mailbox of an unknown user: %v, %v", none, err)
 	}
 }
+
+// After a failed email, asking again sends a new email for the same
+// invitation (no second invitation), and its outcome is followed.
+func TestInviteAgainAfterFailedEmail(t *testing.T) {
+	e := newFollowEnv(t, followOpts{})
+	c := e.invite("typo@contoso.invalid")
+	e.em.RunEmailSync()
+	e.followOnce(c, delivery.OutcomeFailed)
+	if _, err := e.dv.Update(e.ctx, "contacts", c, map[string]any{"emailaddress1": "fixed@example.com"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(time.Minute)
+	if _, err := e.svc.Invite(e.ctx, invite.InviteRequest{ContactID: c, Portal: followPortal}); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(e.em.Rows("adx_invitation")), len(e.em.Rows("email")); n != 1 || m != 2 {
+		t.Fatalf("%d invitations and %d emails, want 1 and 2", n, m)
+	}
+	e.followOnce(c, delivery.OutcomePending)
+	e.em.RunEmailSync()
+	e.followOnce(c, delivery.OutcomeDelivered)
+	// A further click with the email delivered sends nothing new.
+	if _, err := e.svc.Invite(e.ctx, invite.InviteRequest{ContactID: c, Portal: followPortal}); err != nil {
+		t.Fatal(err)
+	}
+	if m := len(e.em.Rows("email")); m != 2 {
+		t.Errorf("%d emails after a click on a delivered invitation, want 2", m)
+	}
+}

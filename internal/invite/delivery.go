@@ -98,18 +98,40 @@ func (s *Service) AwaitingDelivery(ctx context.Context, contactID string) (*Awai
 		a.SenderTable, a.SenderID = "systemusers", inv.OwnerID
 	}
 	page, err := s.dv.QueryPage(ctx, "emails", &dataverse.Query{
-		Select:  []string{"activityid"},
+		Select:  []string{"activityid", "statuscode", "createdon"},
 		Filter:  "_regardingobjectid_value eq " + inv.ID,
 		OrderBy: []string{"createdon desc"},
-		Top:     1,
+		Top:     5,
 	}, "")
 	if err != nil {
 		return nil, fmt.Errorf("awaiting delivery %s: read invitation emails: %w", id, err)
 	}
-	if len(page.Records) > 0 {
-		a.EmailID = strings.ToLower(page.Records[0].Str("activityid"))
-	}
+	a.EmailID = newestEmail(page.Records)
 	return a, nil
+}
+
+// newestEmail picks the newest email (rows ordered by createdon desc);
+// among rows created in the same second (a click again right after a
+// failure) the one still in progress wins over a finished one.
+func newestEmail(rows []dataverse.Record) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	best := rows[0]
+	for _, r := range rows[1:] {
+		if !r.Time("createdon").Equal(best.Time("createdon")) {
+			break
+		}
+		if finished(best.Int("statuscode")) && !finished(r.Int("statuscode")) {
+			best = r
+		}
+	}
+	return strings.ToLower(best.Str("activityid"))
+}
+
+// finished: Sent, Failed or Canceled.
+func finished(status int) bool {
+	return status == 3 || status == emailStatusFailed || status == emailStatusCanceled
 }
 
 // RecordDelivered writes Delivered on the contact (and clears its error),
@@ -203,4 +225,29 @@ func (s *Service) ContactsAwaitingDelivery(ctx context.Context, fn func(contactI
 			return nil
 		}
 	}
+}
+
+// Email statuscodes after which an invitation email did not go out.
+const (
+	emailStatusCanceled = 5
+	emailStatusFailed   = 8
+)
+
+// lastEmailUndelivered reports whether the newest email regarding the
+// invitation failed or was canceled, so that asking again sends a new one.
+func (s *Service) lastEmailUndelivered(ctx context.Context, invitationID string) (bool, error) {
+	page, err := s.dv.QueryPage(ctx, "emails", &dataverse.Query{
+		Select:  []string{"activityid", "statuscode"},
+		Filter:  "_regardingobjectid_value eq " + invitationID,
+		OrderBy: []string{"createdon desc"},
+		Top:     1,
+	}, "")
+	if err != nil {
+		return false, fmt.Errorf("read invitation emails: %w", err)
+	}
+	if len(page.Records) == 0 {
+		return true, nil
+	}
+	st := page.Records[0].Int("statuscode")
+	return st == emailStatusFailed || st == emailStatusCanceled, nil
 }

@@ -136,8 +136,19 @@ func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, 
 		}
 	}
 	if open != nil && open.StatusCode == invStatusSent {
-		// Reuse: the email went out already; Resend is the explicit way to
-		// send it again.
+		// An email that failed, or was canceled, did not go out: a new click
+		// sends a fresh one for the same invitation (below).
+		undelivered, err := s.lastEmailUndelivered(ctx, open.ID)
+		if err != nil {
+			return nil, err
+		}
+		if undelivered {
+			open.StatusCode = invStatusNew
+		}
+	}
+	if open != nil && open.StatusCode == invStatusSent {
+		// Reuse: the email went out already, or is on its way; Resend is
+		// the explicit way to send it again.
 		if contact.Int(s.cols.Status) != s.cols.Sent || !strings.EqualFold(contact.Str(s.cols.Portal), pc.Name) {
 			s.writeBack(ctx, contactID, s.sentColumns(pc, roleNames(roles), open.CreatedOn))
 		}
