@@ -110,7 +110,11 @@ func TestExternalRedeemSignOutSignIn(t *testing.T) {
 	b.get("/login").wantText(".notice", "signed out")
 	b.get("/profile").wantRedirect("/login?next=%2Fprofile")
 
-	// Sign in again with the provider.
+	// Sign in again with the provider, which has rotated its signing key
+	// meanwhile: the new key is fetched from its JWKS.
+	if _, err := x.sts.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
 	lp := b.get("/login").wantStatus(http.StatusOK)
 	checkPage(t, lp)
 	x.via(b, b.submit(lp, "form.providers", nil), "Maria Campbell").wantRedirect("/profile")
