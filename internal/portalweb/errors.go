@@ -153,8 +153,11 @@ func classifyExternal(err error) *Error {
 		return page(http.StatusForbidden, "email_mismatch", "email", mismatch.Invited)
 	case errors.As(err, &locked):
 		return page(http.StatusForbidden, "account_locked")
-	case errors.Is(err, invite.ErrLoginAlreadyAssociated):
+	case errors.Is(err, invite.ErrLoginAlreadyAssociated), errors.Is(err, invite.ErrUsernameTaken):
+		// The provider key is already another contact's login or user name.
 		return page(http.StatusConflict, "login_taken")
+	case errors.Is(err, invite.ErrNoEmail):
+		return page(http.StatusBadRequest, "no_email")
 	case errors.Is(err, invite.ErrNoAccount):
 		return page(http.StatusForbidden, "no_account")
 	case errors.Is(err, invite.ErrAccountDisabled):

@@ -508,3 +508,32 @@ func TestExternalParallelRedemptions(t *testing.T) {
 		t.Fatalf("wins %d, identity rows %d, redemptions %v", wins, len(x.em.Rows("adx_externalidentity")), inv["adx_redemptions"])
 	}
 }
+
+// TestExternalRefusalsMapToPages: every refusal of the external flows has
+// its own page, never the internal-error one.
+func TestExternalRefusalsMapToPages(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		key    string
+	}{
+		{invite.ErrNoEmail, http.StatusBadRequest, "no_email"},
+		{invite.ErrUsernameTaken, http.StatusConflict, "login_taken"},
+		{invite.ErrLoginAlreadyAssociated, http.StatusConflict, "login_taken"},
+		{invite.ErrNoAccount, http.StatusForbidden, "no_account"},
+		{invite.ErrAccountDisabled, http.StatusForbidden, "account_disabled"},
+		{&invite.LockedOutError{Until: time.Now().Add(time.Hour)}, http.StatusForbidden, "account_locked"},
+		{invite.ErrEmailInUse, http.StatusConflict, "email_in_use"},
+		{&invite.EmailMismatchError{Invited: "a••@b.example", Verified: true}, http.StatusForbidden, "email_mismatch"},
+		{&invite.EmailMismatchError{}, http.StatusForbidden, "email_unverified"},
+		{identity.ErrJWKSUnavailable, http.StatusServiceUnavailable, "provider_unavailable"},
+		{identity.ErrNonceMismatch, http.StatusBadRequest, "signin_failed"},
+		{identity.ErrStateReused, http.StatusBadRequest, "signin_expired"},
+		{identity.ErrAccessDenied, http.StatusForbidden, "signin_denied"},
+	} {
+		e := classify(fmt.Errorf("wrapped: %w", tc.err))
+		if e.Status != tc.status || e.Key != tc.key || !e.ShowID {
+			t.Errorf("%v: %d %s (id shown %v), want %d %s", tc.err, e.Status, e.Key, e.ShowID, tc.status, tc.key)
+		}
+	}
+}

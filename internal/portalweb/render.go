@@ -302,7 +302,7 @@ func (s *Server) errorActions(c *gin.Context, b *BasePage, e *Error) []Action {
 	case "form_expired", "cross_site":
 		return []Action{{URL: c.Request.URL.Path, Label: b.T("action.try_again"), Primary: true}}
 	case "signin_denied", "signin_expired", "signin_failed", "provider_unavailable", "no_account", "account_disabled",
-		"account_locked", "login_taken", "email_mismatch", "email_unverified", "email_in_use":
+		"account_locked", "login_taken", "email_mismatch", "email_unverified", "email_in_use", "no_email":
 		return s.externalErrorActions(c, b)
 	case "rate_limited", "unavailable":
 		if c.Request.Method == http.MethodGet {
