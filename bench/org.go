@@ -227,6 +227,7 @@ type outcome struct {
 	Emails          int `json:"emails"`           // emails sent to them
 	MaxEmailsPerOne int `json:"max_emails_per_1"` // most emails to one contact
 	StatusSent      int `json:"status_sent"`
+	StatusDelivered int `json:"status_delivered"` // the invitation email was accepted by the mail server
 	StatusFailed    int `json:"status_failed"`
 	StatusOther     int `json:"status_other"`
 }
@@ -255,6 +256,8 @@ func (g *org) outcome(cs []contact) outcome {
 		switch st, _ := row[emulator.ColInviteStatus].(int); st {
 		case emulator.InviteSent:
 			o.StatusSent++
+		case emulator.InviteDelivered:
+			o.StatusDelivered++
 		case emulator.InviteFailed:
 			o.StatusFailed++
 		default:

@@ -7,8 +7,8 @@ import (
 
 // Parts of each suite, in the order they run.
 var (
-	benchParts = []string{"requests", "throughput", "latency", "site", "polling"}
-	chaosParts = []string{"pipeline", "race", "external", "bruteforce", "malformed", "fuzz"}
+	benchParts = []string{"requests", "throughput", "latency", "site", "polling", "delivered", "smtp"}
+	chaosParts = []string{"pipeline", "race", "external", "delivery", "smtp", "bruteforce", "malformed", "fuzz"}
 )
 
 type part struct {
@@ -23,6 +23,8 @@ func runBenchmarks(ctx context.Context, h *harness, o options, rep *Report) {
 		{"latency", benchLatency},
 		{"site", benchSite},
 		{"polling", benchPolling},
+		{"delivered", benchDelivered},
+		{"smtp", benchSMTP},
 	})
 }
 
@@ -31,6 +33,8 @@ func runChaos(ctx context.Context, h *harness, o options, rep *Report) {
 		{"pipeline", chaosPipeline},
 		{"race", chaosRace},
 		{"external", chaosExternal},
+		{"delivery", chaosDelivery},
+		{"smtp", chaosSMTP},
 		{"bruteforce", chaosBruteForce},
 		{"malformed", chaosMalformed},
 		{"fuzz", chaosFuzz},

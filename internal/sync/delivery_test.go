@@ -210,3 +210,18 @@ func TestEmailWebhookBadInput(t *testing.T) {
 		t.Errorf("%d messages queued, want none", n)
 	}
 }
+
+// TestIntegrationDeliveryZeroDelay: with server-side sync at once (the
+// email is Sent before SendEmail returns), the email webhook alone brings
+// every contact to Delivered.
+func TestIntegrationDeliveryZeroDelay(t *testing.T) {
+	n := 10
+	c := newCluster(t, clusterOpts{contacts: n, instances: 1, workers: 2, webhooks: true, follow: true})
+	if err := c.flag(context.Background(), c.contacts, 2); err != nil {
+		t.Fatal(err)
+	}
+	counts := c.waitSettled(c.contacts, 30*time.Second)
+	if counts[testCols.Delivered] != n {
+		t.Fatalf("statuses %v, want all %d Delivered", counts, n)
+	}
+}
