@@ -305,9 +305,10 @@ func (f *Follower) stuckReason(ctx context.Context, a *Awaiting, email dataverse
 	return fmt.Sprintf("still %s after %s: check mailbox %s", statusName(email.Int("statuscode")), humanDuration(wait), mbx)
 }
 
-// alert finds the sender's mailbox and its newest alert about this email,
-// else its newest warning or error: the text Microsoft writes, e.g. the
-// OutgoingEmailS2SApprovalNeeded or ErrorSubmissionQuotaExceeded alerts.
+// alert finds the sender's mailbox and its alert about this email (one
+// that names the recipient), else its newest warning or error: the text
+// Microsoft writes, e.g. the OutgoingEmailS2SApprovalNeeded or
+// ErrorSubmissionQuotaExceeded alerts.
 // It returns the mailbox's label for the fallback text and "" when no alert
 // can be read.
 func (f *Follower) alert(ctx context.Context, a *Awaiting, email dataverse.Record) (mailbox, alert string) {
@@ -331,10 +332,15 @@ func (f *Follower) alert(ctx context.Context, a *Awaiting, email dataverse.Recor
 		f.log.WarnContext(ctx, "could not read the mailbox's alerts", "mailbox", mb.ID, "err", err)
 		return mailbox, ""
 	}
-	subject := strings.TrimSpace(email.Str("subject"))
-	for _, al := range alerts {
-		if subject != "" && strings.Contains(al.Text, subject) && al.Text != "" {
-			return mailbox, al.Text
+	// An alert that names the recipient is about this email (a refused
+	// recipient); otherwise the mailbox's newest alert says what holds it
+	// now. Subjects do not tell emails apart: every invitation of a portal
+	// has the same one.
+	if to := strings.ToLower(strings.TrimSpace(a.To)); to != "" {
+		for _, al := range alerts {
+			if strings.Contains(strings.ToLower(al.Text), to) {
+				return mailbox, al.Text
+			}
 		}
 	}
 	for _, al := range alerts {

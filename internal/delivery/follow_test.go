@@ -423,3 +423,25 @@ func TestInviteAgainAfterFailedEmail(t *testing.T) {
 		t.Errorf("%d emails after a click on a delivered invitation, want 2", m)
 	}
 }
+
+// The reason is what holds the email now: a quota alert written earlier
+// gives way to the newer approval alert.
+func TestStuckReasonIsTheNewestAlert(t *testing.T) {
+	e := newFollowEnv(t, followOpts{sync: emulator.EmailSyncOptions{Limits: emulator.MailboxLimits{Messages: 1, Recipients: -1}}})
+	first := e.invite("first@example.com")
+	second := e.invite("second@example.com")
+	if r := e.em.RunEmailSync(); r.Sent != 1 || r.Held != 1 {
+		t.Fatalf("sync cycle %+v, want one sent and one held by the quota", r)
+	}
+	e.followOnce(first, delivery.OutcomeDelivered)
+	e.clock.Add(time.Minute)
+	if err := e.em.SetMailbox(e.mailerMailbox(), map[string]any{"emailrouteraccessapproval": emulator.ApprovalRejected}); err != nil {
+		t.Fatal(err)
+	}
+	e.em.RunEmailSync()
+	e.clock.Add(30 * time.Minute)
+	e.followOnce(second, delivery.OutcomeStuck)
+	if got := e.contactError(second); !strings.Contains(got, "have not been approved") {
+		t.Errorf("reason %q, want the approval alert rather than the older quota one", got)
+	}
+}
