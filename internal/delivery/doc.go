@@ -1,8 +1,34 @@
 // Package delivery is what happens to an invitation email after the
-// connector hands it over. This part is the SMTP channel: for organizations
-// that send invitations through a submission server (Azure Communication
-// Services Email, SendGrid, an Exchange relay) instead of Dataverse
-// server-side synchronization.
+// connector hands it over: following it to Delivered or Failed (Follower),
+// the sender mailbox's health (FindMailbox, Mailbox.Check, Alerts), and the
+// SMTP channel, for organizations that send invitations through a
+// submission server (Azure Communication Services Email, SendGrid, an
+// Exchange relay) instead of Dataverse server-side synchronization.
+//
+// # Following
+//
+// SendEmail(IssueSend=true) only queues an email (Pending Send); server-side
+// sync sends it later through the sender's mailbox, fails it, or holds it
+// for ever with an alert on the mailbox (tracelog) when the mailbox is not
+// approved or not enabled. Follower.Follow looks at a contact's newest
+// invitation email and has the invitation domain (the Invitations
+// interface, which alone knows the contact schema) record the outcome:
+// Sent → Delivered; Failed → Failed with the alert naming the recipient or
+// the mailbox's newest alert; still unsent after PendingAlertAfter → Failed
+// with that alert, or "still Pending Send after 30m: check mailbox <name>"
+// when alerts cannot be read. The write-back is conditional on the contact
+// not having changed since it was read, so a new click or a redemption is
+// never overwritten. internal/sync calls Follow from email webhooks (Update
+// filtered on statuscode) and from its delivery poll over contacts still
+// Sent, under a per-contact lock, so each outcome is recorded once across
+// replicas.
+//
+// For a portal on the SMTP channel the email activity is created as a
+// draft; Follow submits it with the Submitter, records the Message-ID on
+// the email and moves it to Sent with SendEmail(IssueSend=false), so CRM
+// users see the same history. A 5xx ends Failed with the server's words; a
+// 4xx or a broken connection is returned as a temporary error, which the
+// queue retries with backoff.
 //
 // # Submitting
 //
