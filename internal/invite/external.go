@@ -424,23 +424,24 @@ func (s *Service) redeemExternal(ctx context.Context, req ExternalRedeemRequest)
 	group := inv.Type == TypeGroup
 
 	// The login already belongs to someone: the invitee (an account
-	// already), or another contact (LoginAlreadyAssociated, refused).
+	// already), or another contact. Power Pages signs that contact in and
+	// redeems the invitation for it, leaving the invited contact untouched;
+	// a holder that cannot sign in is LoginAlreadyAssociated.
 	holder, herr := findLinked(contacts, l)
 	switch {
 	case holder != nil && !group && strings.EqualFold(holder.Str("contactid"), inv.ContactID):
 		return inv.existingUser(), ErrExistingUser
-	case holder != nil, herr != nil:
+	case herr != nil:
+		return nil, ErrLoginAlreadyAssociated
+	case holder != nil && s.canSignIn(holder) != nil:
 		return nil, ErrLoginAlreadyAssociated
 	}
 
-	if pc.RequireEmailMatch {
-		want := ""
-		if !group {
-			want = inv.ContactEmail
-		}
-		if !l.EmailVerified || (want != "" && !strings.EqualFold(email, strings.TrimSpace(want))) || (want == "" && !plausibleEmail(email)) {
-			return nil, &EmailMismatchError{Invited: MaskEmail(want), Verified: l.EmailVerified}
-		}
+	if err := s.checkEmailMatch(pc, inv, l); err != nil {
+		return nil, err
+	}
+	if holder != nil {
+		return s.redeemForHolder(ctx, pc, inv, holder, req)
 	}
 
 	var target dataverse.Record
@@ -526,24 +527,7 @@ func (s *Service) redeemExternal(ctx context.Context, req ExternalRedeemRequest)
 			invPatch["adx_redeemedContact@odata.bind"] = "/contacts(" + contactID + ")"
 		}
 		ops = append(ops, dataverse.BatchOp{Method: http.MethodPatch, Path: "contacts(" + contactID + ")", Body: identity, Headers: ifMatch(etagOr(target))})
-		have := map[string]bool{}
-		if list, ok := target[m.contactRoles].([]any); ok {
-			for _, x := range list {
-				if r, ok := x.(map[string]any); ok {
-					have[strings.ToLower(dataverse.Record(r).Str(m.roleID))] = true
-				}
-			}
-		}
-		for _, id := range inv.RoleIDs {
-			if !have[id] {
-				ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "contacts(" + contactID + ")/" + m.contactRoles + "/$ref",
-					Body: map[string]any{"@odata.id": s.dv.APIURL() + m.roleSet + "(" + id + ")"}})
-			}
-		}
-		if group {
-			ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "adx_invitations(" + inv.ID + ")/adx_invitation_redeemedcontacts/$ref",
-				Body: map[string]any{"@odata.id": s.dv.APIURL() + "contacts(" + contactID + ")"}})
-		}
+		ops = append(ops, s.grantOps(m, inv, target, contactID)...)
 		acc.FirstName, acc.LastName, acc.FullName = target.Str("firstname"), target.Str("lastname"), target.Str("fullname")
 		acc.Email = target.Str("emailaddress1")
 	}
@@ -678,4 +662,89 @@ func MaskEmail(email string) string {
 	}
 	local := []rune(email[:at])
 	return string(local[0]) + strings.Repeat("•", min(max(len(local)-1, 2), 6)) + email[at:]
+}
+
+// checkEmailMatch applies the portal's require_email_match: the provider
+// must vouch for the invited contact's address (any plausible address for a
+// group invitation), or nothing is written.
+func (s *Service) checkEmailMatch(pc *portalConf, inv *Invitation, l ExternalLogin) error {
+	if !pc.RequireEmailMatch {
+		return nil
+	}
+	email := strings.TrimSpace(l.Email)
+	want := ""
+	if inv.Type != TypeGroup {
+		want = inv.ContactEmail
+	}
+	if !l.EmailVerified || (want != "" && !strings.EqualFold(email, strings.TrimSpace(want))) || (want == "" && !plausibleEmail(email)) {
+		return &EmailMismatchError{Invited: MaskEmail(want), Verified: l.EmailVerified}
+	}
+	return nil
+}
+
+// grantOps are the change-set operations that give an existing contact the
+// invitation's web roles it lacks and, for a group invitation, record it
+// among the redeemers.
+func (s *Service) grantOps(m *model, inv *Invitation, c dataverse.Record, contactID string) []dataverse.BatchOp {
+	var ops []dataverse.BatchOp
+	have := map[string]bool{}
+	if list, ok := c[m.contactRoles].([]any); ok {
+		for _, x := range list {
+			if r, ok := x.(map[string]any); ok {
+				have[strings.ToLower(dataverse.Record(r).Str(m.roleID))] = true
+			}
+		}
+	}
+	for _, id := range inv.RoleIDs {
+		if !have[id] {
+			ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "contacts(" + contactID + ")/" + m.contactRoles + "/$ref",
+				Body: map[string]any{"@odata.id": s.dv.APIURL() + m.roleSet + "(" + id + ")"}})
+		}
+	}
+	if inv.Type == TypeGroup {
+		ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "adx_invitations(" + inv.ID + ")/adx_invitation_redeemedcontacts/$ref",
+			Body: map[string]any{"@odata.id": s.dv.APIURL() + "contacts(" + contactID + ")"}})
+	}
+	return ops
+}
+
+// redeemForHolder redeems the invitation for the contact the login already
+// belongs to, as Power Pages does when an invitee signs in with a login
+// linked elsewhere: that contact is signed in, gets the web roles and is
+// recorded as the redeemer; its identity columns and the invited contact
+// stay as they are. The same If-Match on the invitation keeps the code
+// single-use.
+func (s *Service) redeemForHolder(ctx context.Context, pc *portalConf, inv *Invitation, holder dataverse.Record, req ExternalRedeemRequest) (*Account, error) {
+	contactID := strings.ToLower(holder.Str("contactid"))
+	invPatch := map[string]any{"adx_redemptions": inv.Redemptions + 1}
+	if inv.MaxRedemptions > 0 && inv.Redemptions+1 >= inv.MaxRedemptions {
+		invPatch["statuscode"] = invStatusRedeemed
+	}
+	if inv.Type != TypeGroup {
+		invPatch["adx_redeemedContact@odata.bind"] = "/contacts(" + contactID + ")"
+	}
+	username := strings.TrimSpace(holder.Str("adx_identity_username"))
+	if username == "" {
+		username = req.Login.Key
+	}
+	ops := []dataverse.BatchOp{{Method: http.MethodPatch, Path: "adx_invitations(" + inv.ID + ")", Body: invPatch, Headers: ifMatch(inv.ETag)}}
+	ops = append(ops, s.grantOps(pc.model, inv, holder, contactID)...)
+	ops = append(ops, dataverse.BatchOp{Method: http.MethodPost, Path: "adx_inviteredemptions", Body: map[string]any{
+		"activityid":    dataverse.NewGUID(),
+		"subject":       truncate(username, 200),
+		"adx_ipaddress": truncate(req.IPAddress, 128),
+		"regardingobjectid_adx_invitation_adx_inviteredemption@odata.bind": "/adx_invitations(" + inv.ID + ")",
+		"adx_inviteredemption_activity_parties": []any{map[string]any{
+			"participationtypemask": partyCustomer, "partyid_contact@odata.bind": "/contacts(" + contactID + ")"}},
+	}})
+	if _, err := s.changeSet(ctx, "redeem invitation for the login's account", ops); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "invitation redeemed for the account the login belongs to", "invitation", inv.ID,
+		"invited_contact", inv.ContactID, "contact", contactID)
+	return &Account{ContactID: contactID, Username: username, Email: holder.Str("emailaddress1"),
+		FirstName: holder.Str("firstname"), LastName: holder.Str("lastname"), FullName: holder.Str("fullname"),
+		EmailConfirmed: holder.Bool("adx_identity_emailaddress1confirmed"), HasPassword: holder.Str("adx_identity_passwordhash") != "",
+		SecurityStamp: holder.Str("adx_identity_securitystamp"), Portal: pc.Name, InvitationID: inv.ID,
+		Roles: slices.Clone(inv.Roles), LinkedAccount: true}, nil
 }

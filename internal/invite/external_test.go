@@ -142,7 +142,6 @@ func TestRedeemExternalRefusalsWriteNothing(t *testing.T) {
 		login ExternalLogin
 		check func(error) bool
 	}{
-		{"login linked to another contact", extLogin("ada", e.email(1), true), func(err error) bool { return errors.Is(err, ErrLoginAlreadyAssociated) }},
 		{"email of someone else", extLogin("bob", "bob@example.org", true), func(err error) bool {
 			var me *EmailMismatchError
 			return errors.As(err, &me) && me.Invited == MaskEmail(e.email(1)) && me.Verified && !strings.Contains(me.Invited, e.email(1))
@@ -174,8 +173,18 @@ func TestRedeemExternalRefusalsWriteNothing(t *testing.T) {
 	if _, err := e.svc.Lookup(e.ctx, string(res1b.Code)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.RedeemExternal(e.ctx, ExternalRedeemRequest{Code: string(res1b.Code), Login: extLogin("bob", e.email(2), true)}); !errors.Is(err, ErrLoginAlreadyAssociated) {
-		t.Fatalf("bob's login for another invitee: %v", err)
+	// Bob's login for another invitee with a match on the invited address:
+	// as Power Pages, the invitation is redeemed for Bob's own account.
+	before2 := e.snapshot(e.contact(2), res1b.Invitation.ID)
+	acc2, err := e.svc.RedeemExternal(e.ctx, ExternalRedeemRequest{Code: string(res1b.Code), Login: extLogin("bob", e.email(2), true)})
+	if err != nil || acc2.ContactID != e.contact(1) || !acc2.LinkedAccount {
+		t.Fatalf("bob's login for another invitee: %+v %v", acc2, err)
+	}
+	if c := e.row("contact", e.contact(2)); c["adx_identity_username"] != nil || len(e.rowsFor(e.contact(2))) != 0 {
+		t.Fatalf("the invited contact was changed: %v", c["adx_identity_username"])
+	}
+	if after := e.snapshot(e.contact(2), res1b.Invitation.ID); after == before2 {
+		t.Fatal("no redemption recorded")
 	}
 	// A contact that already has a local account.
 	res3 := e.invite(e.contact(3), partnerPortal)
@@ -419,5 +428,49 @@ func TestMaskEmail(t *testing.T) {
 		if got := MaskEmail(in); got != want {
 			t.Errorf("MaskEmail(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRedeemExternalWithLoginLinkedElsewhere follows Power Pages: a login
+// that already belongs to another contact signs that contact in and the
+// invitation is redeemed for it (roles, redemption, redeemed contact), the
+// invited contact untouched; a holder that cannot sign in is refused with
+// LoginAlreadyAssociated and nothing is written.
+func TestRedeemExternalWithLoginLinkedElsewhere(t *testing.T) {
+	e := newEnv(t, nil)
+	res0 := e.invite(e.contact(0), partnerPortal)
+	if _, err := e.svc.RedeemExternal(e.ctx, ExternalRedeemRequest{Code: string(res0.Code), Login: extLogin("ada", "", false)}); err != nil {
+		t.Fatal(err)
+	}
+	res1 := e.invite(e.contact(1), partnerPortal)
+	acc, err := e.svc.RedeemExternal(e.ctx, ExternalRedeemRequest{Code: string(res1.Code), IPAddress: "192.0.2.7", Login: extLogin("ada", "", false)})
+	if err != nil || acc.ContactID != e.contact(0) || !acc.LinkedAccount {
+		t.Fatalf("redeem with Ada's login: %+v %v", acc, err)
+	}
+	inv := e.row("adx_invitation", res1.Invitation.ID)
+	if num(inv["adx_redemptions"]) != 1 || str(inv["adx_redeemedcontact"]) != e.contact(0) {
+		t.Fatalf("invitation after redemption: redemptions %v redeemed %v", inv["adx_redemptions"], inv["adx_redeemedcontact"])
+	}
+	if c := e.row("contact", e.contact(1)); c["adx_identity_username"] != nil || len(e.rowsFor(e.contact(1))) != 0 {
+		t.Fatal("the invited contact was changed")
+	}
+	if n := len(e.externalRows()); n != 1 {
+		t.Fatalf("external identity rows: %d, want 1 (no second link)", n)
+	}
+	if _, err := e.svc.RedeemExternal(e.ctx, ExternalRedeemRequest{Code: string(res1.Code), Login: extLogin("ada", "", false)}); !errors.Is(err, ErrCodeUsedUp) {
+		t.Fatalf("code used twice: %v", err)
+	}
+
+	// Ada's sign-in disabled: LoginAlreadyAssociated, nothing written.
+	if _, err := e.dv.Update(e.ctx, "contacts", e.contact(0), map[string]any{"adx_identity_logonenabled": false}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res2 := e.invite(e.contact(2), partnerPortal)
+	before := e.snapshot(e.contact(2), res2.Invitation.ID)
+	if _, err := e.svc.RedeemExternal(e.ctx, ExternalRedeemRequest{Code: string(res2.Code), Login: extLogin("ada", "", false)}); !errors.Is(err, ErrLoginAlreadyAssociated) {
+		t.Fatalf("holder that cannot sign in: %v", err)
+	}
+	if after := e.snapshot(e.contact(2), res2.Invitation.ID); after != before {
+		t.Fatalf("refusal wrote: %s -> %s", before, after)
 	}
 }

@@ -100,6 +100,9 @@ type Account struct {
 	Portal        string   // the portal the account was redeemed for or signed in to ("" from Account)
 	Roles         []string // web role names (of Portal's website when Portal is set, else of every configured website)
 	InvitationID  string   // set by Redeem
+	// LinkedAccount is set by RedeemExternal when the login already belonged
+	// to another contact and the invitation was redeemed for that contact.
+	LinkedAccount bool
 }
 
 // redeemAttempts bounds retries after losing an optimistic-concurrency race

@@ -275,7 +275,11 @@ func (s *Server) externalCallback(c *gin.Context) {
 		switch {
 		case err == nil:
 			s.sm.Remove(ctx, sessInviteCode)
-			s.finishSignIn(c, acc, p, id, pageTarget(portal.AfterRedeemPage, "/profile"), "notice.welcome")
+			notice := "notice.welcome"
+			if acc.LinkedAccount { // redeemed for the account this login already had
+				notice = "notice.redeemed_linked"
+			}
+			s.finishSignIn(c, acc, p, id, pageTarget(portal.AfterRedeemPage, "/profile"), notice)
 		case errors.Is(err, invite.ErrExistingUser):
 			// The invitee already has an account. If this login is linked to
 			// it, that is simply a sign-in; otherwise send them to sign in.

@@ -326,8 +326,9 @@ func TestExternalCraftedTokensAndOutages(t *testing.T) {
 }
 
 // TestExternalLinkedElsewhereAndEmailMatch: a login already linked to
-// another contact is refused and said so; with require_email_match the
-// page names the invited address, masked; nothing is written.
+// another contact redeems the invitation for that contact (or is refused
+// when it cannot sign in); with require_email_match the page names the
+// invited address, masked; refusals write nothing.
 func TestExternalLinkedElsewhereAndEmailMatch(t *testing.T) {
 	x := newExt(t, extOpts{service: func(c *invite.Config) { c.Portals[0].RequireEmailMatch = true }})
 	x.sts.SetOptionalClaims(extClient, "xms_edov") // Entra's "email domain verified": emails count as verified
@@ -355,8 +356,9 @@ func TestExternalLinkedElsewhereAndEmailMatch(t *testing.T) {
 		t.Fatalf("email mismatch wrote: %s -> %s", want, got)
 	}
 
-	// Without the email rule, the login linked to Maria is refused as
-	// Power Pages' LoginAlreadyAssociated.
+	// Without the email rule, Maria's login on Nancy's invitation signs
+	// Maria in and redeems the invitation for her account, as Power Pages
+	// does; Nancy's contact gets no identity.
 	y := newExt(t, extOpts{})
 	d0, f0, _ := y.person(0)
 	d1, _, _ := y.person(1)
@@ -367,13 +369,32 @@ func TestExternalLinkedElsewhereAndEmailMatch(t *testing.T) {
 	y.via(yb, yb.submit(yp, "form.providers", nil), "Maria Campbell").wantRedirect("/profile")
 	zb := y.browser()
 	zp := zb.get("/invitation?code=" + string(r1.Code))
-	ywant := y.state(d1, r1.Invitation.ID)
-	wantRefusal(t, y.via(zb, zb.submit(zp, "form.providers", nil), "Maria Campbell"), http.StatusConflict, "already linked")
-	if got := y.state(d1, r1.Invitation.ID); got != ywant {
+	y.via(zb, zb.submit(zp, "form.providers", nil), "Maria Campbell").wantRedirect("/profile")
+	zb.get("/profile").wantStatus(http.StatusOK).wantText(".notice", "already belongs to your account")
+	if c := y.contactRow(t, d1); c["adx_identity_username"] != nil {
+		t.Fatalf("the invited contact got an identity: %v", c["adx_identity_username"])
+	}
+	if inv, _ := y.em.Row("adx_invitation", r1.Invitation.ID); fmt.Sprint(inv["adx_redemptions"]) != "1" || !strings.EqualFold(fmt.Sprint(inv["adx_redeemedcontact"]), d0) {
+		t.Fatalf("invitation not redeemed for Maria: %v %v", inv["adx_redemptions"], inv["adx_redeemedcontact"])
+	}
+	if n := len(y.em.Rows("adx_externalidentity")); n != 1 {
+		t.Fatalf("external identity rows: %d, want 1", n)
+	}
+	// A holder that cannot sign in is Power Pages' LoginAlreadyAssociated:
+	// refused, said so, nothing written, the invitation offered again.
+	d2, _, _ := y.person(2)
+	r2 := y.invite(t, d2)
+	if _, err := y.dv.Update(y.ctx, "contacts", d0, map[string]any{"adx_identity_logonenabled": false}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wb := y.browser()
+	wp := wb.get("/invitation?code=" + string(r2.Code))
+	ywant := y.state(d2, r2.Invitation.ID)
+	wantRefusal(t, y.via(wb, wb.submit(wp, "form.providers", nil), "Maria Campbell"), http.StatusConflict, "already linked")
+	if got := y.state(d2, r2.Invitation.ID); got != ywant {
 		t.Fatalf("LoginAlreadyAssociated wrote: %s -> %s", ywant, got)
 	}
-	// The refusal offers the invitation again.
-	if href := zb.get("/invitation?code=" + string(r1.Code)).status; href != http.StatusOK {
+	if href := wb.get("/invitation?code=" + string(r2.Code)).status; href != http.StatusOK {
 		t.Fatalf("invitation after refusal: %d", href)
 	}
 	// A login linked to nobody cannot just sign in.
