@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -223,5 +224,61 @@ func TestIntegrationDeliveryZeroDelay(t *testing.T) {
 	counts := c.waitSettled(c.contacts, 30*time.Second)
 	if counts[testCols.Delivered] != n {
 		t.Fatalf("statuses %v, want all %d Delivered", counts, n)
+	}
+}
+
+// TestRegisterEmailStep: FollowEmails adds the email Update step filtered
+// on statuscode with its post image; running it again changes nothing, and
+// a registration made before delivery following is completed in place.
+func TestRegisterEmailStep(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	ctx := context.Background()
+	var out strings.Builder
+	o := RegisterOptions{URL: "https://connector.contoso.example/hooks/dataverse", AuthType: AuthWebhookKey,
+		AuthValue: itSecret, Contact: testCols, Out: &out}
+	// As registered before this release: contact steps only.
+	if _, err := RegisterWebhook(ctx, c.admin, o); err != nil {
+		t.Fatal(err)
+	}
+	o.FollowEmails = true
+	reg, err := RegisterWebhook(ctx, c.admin, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reg.Steps) != 3 || len(c.em.Rows("sdkmessageprocessingstep")) != 3 {
+		t.Fatalf("%d steps registered, %d rows; want 3", len(reg.Steps), len(c.em.Rows("sdkmessageprocessingstep")))
+	}
+	var email RegisteredStep
+	for _, st := range reg.Steps {
+		if st.Entity == "email" {
+			email = st
+		}
+	}
+	row, ok := c.em.Row("sdkmessageprocessingstep", email.StepID)
+	if !ok || row["filteringattributes"] != "statuscode" || fmt.Sprint(row["mode"]) != "1" || fmt.Sprint(row["stage"]) != "40" {
+		t.Fatalf("email step %v", row)
+	}
+	img, ok := c.em.Row("sdkmessageprocessingstepimage", email.ImageID)
+	if !ok || img["attributes"] != "statuscode,regardingobjectid" {
+		t.Errorf("email step image %v", img)
+	}
+	out.Reset()
+	reg2, err := RegisterWebhook(ctx, c.admin, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range reg.Steps {
+		if reg2.Steps[i].StepID != reg.Steps[i].StepID || reg2.Steps[i].ImageID != reg.Steps[i].ImageID {
+			t.Errorf("step %d re-created: %+v vs %+v", i, reg2.Steps[i], reg.Steps[i])
+		}
+	}
+	if strings.Count(out.String(), "unchanged") != 6 || strings.Contains(out.String(), "create") {
+		t.Errorf("second run:\n%s", out.String())
+	}
+	if err := UnregisterWebhook(ctx, c.admin, o); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.em.Rows("sdkmessageprocessingstep")) + len(c.em.Rows("sdkmessageprocessingstepimage")); n != 0 {
+		t.Errorf("%d rows left after unregister", n)
 	}
 }
