@@ -46,6 +46,9 @@ type Invitations interface {
 	// contact, conditional on it not having changed since AwaitingDelivery.
 	RecordDelivered(ctx context.Context, a *Awaiting) error
 	RecordDeliveryFailed(ctx context.Context, a *Awaiting, reason string) error
+	// RecordDeliveryPending writes why the email is not out yet while the
+	// contact stays Sent (it is tried again).
+	RecordDeliveryPending(ctx context.Context, a *Awaiting, reason string) error
 	// InvitationContact maps an email's regarding row to the invited
 	// contact; ok is false when the row is not an invitation.
 	InvitationContact(ctx context.Context, regardingTable, regardingID string) (contactID string, ok bool, err error)
@@ -247,7 +250,15 @@ func (f *Follower) submit(ctx context.Context, a *Awaiting, email dataverse.Reco
 	rec, err := f.smtp.Send(ctx, msg)
 	if err != nil {
 		var se *SendError
-		if IsTemporary(err) || !errors.As(err, &se) {
+		isSend := errors.As(err, &se)
+		if IsTemporary(err) || !isSend {
+			// Still Sent, now with the reason; the queue tries again.
+			if se != nil {
+				reason := "The SMTP server did not take the invitation email yet; it will be tried again: " + se.Error()
+				if perr := f.inv.RecordDeliveryPending(ctx, a, reason); perr != nil {
+					f.log.WarnContext(ctx, "could not note the delivery problem on the contact", "contact", a.ContactID, "err", perr)
+				}
+			}
 			return Result{}, fmt.Errorf("follow contact %s: %w", a.ContactID, err)
 		}
 		// Refused for good: show the server's words on the contact and

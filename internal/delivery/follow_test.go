@@ -352,10 +352,16 @@ func TestSMTPChannelTemporaryFailureIsRetried(t *testing.T) {
 	if e.status(c) != emulator.InviteSent {
 		t.Errorf("contact status %d after a 451, want Sent kept", e.status(c))
 	}
+	if got := e.contactError(c); !strings.Contains(got, "451 4.3.0 try again later") || !strings.Contains(got, "tried again") {
+		t.Errorf("contact error %q while pending, want the server's 451 and that it is retried", got)
+	}
 	refuse.Lock()
 	busy = false
 	refuse.Unlock()
 	e.followOnce(c, delivery.OutcomeDelivered)
+	if got := e.contactError(c); got != "" {
+		t.Errorf("contact error %q after delivery, want it cleared", got)
+	}
 	if len(srv.messages()) != 1 || len(e.em.Rows("adx_invitation")) != 1 {
 		t.Errorf("%d messages, %d invitations; want one each", len(srv.messages()), len(e.em.Rows("adx_invitation")))
 	}

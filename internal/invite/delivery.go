@@ -164,6 +164,23 @@ func (s *Service) RecordDeliveryFailed(ctx context.Context, a *AwaitingEmail, re
 	return nil
 }
 
+// RecordDeliveryPending writes reason in the contact's error column and
+// keeps it Sent: the email is not out yet and will be tried again (an SMTP
+// server that answered 4xx or dropped the connection). RecordDelivered
+// clears it. It fails with ErrContactChanged when the contact changed since
+// a was read.
+func (s *Service) RecordDeliveryPending(ctx context.Context, a *AwaitingEmail, reason string) error {
+	rec, err := s.dv.Update(ctx, "contacts", a.ContactID, map[string]any{s.cols.Error: truncate(reason, 2000)},
+		&dataverse.WriteOptions{IfMatch: etagOrAny(a.ContactETag)})
+	if err != nil {
+		return deliveryWriteError(a.ContactID, err)
+	}
+	if e := rec.ETag(); e != "" {
+		a.ContactETag = e
+	}
+	return nil
+}
+
 func deliveryWriteError(contactID string, err error) error {
 	switch {
 	case dataverse.IsPreconditionFailed(err):

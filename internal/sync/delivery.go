@@ -32,6 +32,7 @@ type InvitationDeliveries interface {
 	AwaitingDelivery(ctx context.Context, contactID string) (*invite.AwaitingEmail, error)
 	RecordDelivered(ctx context.Context, a *invite.AwaitingEmail) error
 	RecordDeliveryFailed(ctx context.Context, a *invite.AwaitingEmail, reason string) error
+	RecordDeliveryPending(ctx context.Context, a *invite.AwaitingEmail, reason string) error
 	InvitationContact(ctx context.Context, regardingTable, regardingID string) (string, bool, error)
 	ContactsAwaitingDelivery(ctx context.Context, fn func(contactID string) error) error
 }
@@ -91,6 +92,14 @@ func (a invitations) RecordDeliveryFailed(ctx context.Context, d *delivery.Await
 		return fmt.Errorf("record delivery failed: no invitation handle for contact %s", d.ContactID)
 	}
 	return a.svc.RecordDeliveryFailed(ctx, aw, reason)
+}
+
+func (a invitations) RecordDeliveryPending(ctx context.Context, d *delivery.Awaiting, reason string) error {
+	aw, _ := d.Ref.(*invite.AwaitingEmail)
+	if aw == nil {
+		return fmt.Errorf("record delivery pending: no invitation handle for contact %s", d.ContactID)
+	}
+	return a.svc.RecordDeliveryPending(ctx, aw, reason)
 }
 
 func (a invitations) InvitationContact(ctx context.Context, table, id string) (string, bool, error) {
