@@ -25,8 +25,10 @@
 //
 // OTEL_PROPAGATORS is not read: Propagator is W3C trace context, always.
 //
-// Off, New returns the SDK's no-op provider: no goroutine, no exporter, and
-// a span start and end cost one context value (see BenchmarkOffOverhead).
+// Off, New returns a provider that does nothing: no goroutine, no exporter,
+// and a span start and end cost a context lookup and no allocation (see
+// BenchmarkOffOverhead). Build options once and set attributes only when
+// span.IsRecording(), or the call site allocates them anyway.
 // On, spans go through a bounded queue to OTLP over HTTP. An endpoint that
 // is down or slow drops spans rather than holding requests up: the queue
 // refuses spans once full, a failed batch is counted and let go, and a

@@ -92,8 +92,9 @@ type dropWarner struct {
 	endpoint string
 	now      func() time.Time
 
-	refused atomic.Int64 // at the gate: queue full
-	failed  atomic.Int64 // in batches the exporter could not send
+	refused atomic.Int64 // at the gate since the last warning: queue full
+	failed  atomic.Int64 // since the last warning, in batches the exporter could not send
+	total   atomic.Int64 // since the start
 
 	mu      sync.Mutex
 	last    time.Time // of the last warning; zero: none yet
@@ -104,10 +105,14 @@ func newDropWarner(log *slog.Logger, endpoint string, now func() time.Time) *dro
 	return &dropWarner{log: log, endpoint: endpoint, now: now}
 }
 
-func (w *dropWarner) drop(n int) { w.refused.Add(int64(n)) }
+func (w *dropWarner) drop(n int) {
+	w.refused.Add(int64(n))
+	w.total.Add(int64(n))
+}
 
 func (w *dropWarner) fail(n int, err error) {
 	w.failed.Add(int64(n))
+	w.total.Add(int64(n))
 	w.mu.Lock()
 	w.lastErr = err
 	w.mu.Unlock()

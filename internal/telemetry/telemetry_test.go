@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Off (the default), nothing is recorded, nothing is exported, nothing is
@@ -28,8 +27,8 @@ func TestOffProducesNothing(t *testing.T) {
 			if after := runtime.NumGoroutine(); after != before {
 				t.Errorf("goroutines %d before New, %d after", before, after)
 			}
-			if _, ok := tp.(noop.TracerProvider); !ok {
-				t.Fatalf("provider is %T, want the no-op one", tp)
+			if !Off(tp) {
+				t.Fatalf("provider is %T, want the one for tracing off", tp)
 			}
 			ctx, span := tp.Tracer("test").Start(context.Background(), "POST /hooks/dataverse")
 			if span.IsRecording() || span.SpanContext().IsValid() {
@@ -148,5 +147,28 @@ func TestSamplerFromEnv(t *testing.T) {
 	flush()
 	if n := len(mem.GetSpans()); n != 0 {
 		t.Errorf("exported %d spans under an unsampled parent", n)
+	}
+}
+
+// With tracing off, a span started under a recording span (from some other
+// provider) must not be that span: ending it would end the caller's.
+func TestOffUnderRecordingParent(t *testing.T) {
+	other, _, _ := memTracing(t, Config{Enabled: true})
+	ctx, parent := other.Tracer("other").Start(context.Background(), "parent")
+	defer parent.End()
+	off, _, err := New(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, child := off.Tracer("test").Start(ctx, "child")
+	child.End()
+	if child == parent || child.IsRecording() {
+		t.Fatalf("child %T recording=%v, want a separate non-recording span", child, child.IsRecording())
+	}
+	if !parent.IsRecording() {
+		t.Fatal("ending the child ended the parent")
+	}
+	if !child.SpanContext().Equal(parent.SpanContext()) {
+		t.Errorf("child context %v, want the parent's carried along", child.SpanContext())
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // ScopeName is the instrumentation scope of the connector's spans.
@@ -31,8 +30,8 @@ const ScopeName = "github.com/d365portal/connector"
 //
 // Put it under the retry layer (cmd passes it as the Dataverse client's
 // transport) so each try is its own span under the operation's span, and
-// have the retry layer call RecordRetry with its wait. With tracing off (tp
-// is the no-op provider) next is returned as it is.
+// have the retry layer call RecordRetry with its wait. With tracing off (see
+// Off) next is returned as it is.
 //
 // otelhttp.NewTransport would also do, with
 // otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -43,10 +42,7 @@ func NewTransport(next http.RoundTripper, tp trace.TracerProvider, p propagation
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	if tp == nil {
-		return next
-	}
-	if _, off := tp.(noop.TracerProvider); off {
+	if Off(tp) {
 		return next
 	}
 	return &transport{next: next, tracer: tp.Tracer(ScopeName), prop: p}
