@@ -29,6 +29,7 @@
 // and a span start and end cost a context lookup and no allocation (see
 // BenchmarkOffOverhead). Build options once and set attributes only when
 // span.IsRecording(), or the call site allocates them anyway.
+//
 // On, spans go through a bounded queue to OTLP over HTTP. An endpoint that
 // is down or slow drops spans rather than holding requests up: the queue
 // refuses spans once full, a failed batch is counted and let go, and a
@@ -44,7 +45,9 @@
 // dropped. Invitation codes, tokens, passwords, email addresses and email
 // bodies therefore never leave, even if an instrumented library records
 // them. Tests that use the SDK's in-memory exporter pass it as
-// Config.Exporter so they see what an operator would.
+// Config.Exporter, so they see what an operator would, and call the
+// shutdown function (or ForceFlush on the *sdktrace.TracerProvider that New
+// returns when tracing is on) before reading it.
 //
 // # Using it in the pipeline
 //

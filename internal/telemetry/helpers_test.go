@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,11 +45,29 @@ type receiver struct {
 
 func startReceiver(t testing.TB, hold bool) *receiver {
 	t.Helper()
+	return newReceiver(t, hold, false)
+}
+
+// startTLSReceiver is a receiver over https with httptest's certificate.
+func startTLSReceiver(t testing.TB) *receiver {
+	t.Helper()
+	return newReceiver(t, false, true)
+}
+
+func newReceiver(t testing.TB, hold, useTLS bool) *receiver {
 	r := &receiver{arrived: make(chan struct{}, 1024)}
 	if hold {
 		r.hold = make(chan struct{})
 	}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	// A refused certificate is what one test is about; keep its handshake
+	// errors out of the output.
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if useTLS {
+		r.srv.StartTLS()
+	} else {
+		r.srv.Start()
+	}
 	t.Cleanup(func() {
 		r.release()
 		r.srv.Close()

@@ -3,8 +3,11 @@ package telemetry
 import (
 	"context"
 	"encoding/hex"
+	"encoding/pem"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -269,5 +272,47 @@ func TestShutdownReportsUnsent(t *testing.T) {
 	w := logs.warnings()
 	if len(w) != 1 || w[0]["unsent_at_shutdown"].Int64() != 5 {
 		t.Errorf("warnings %v, want one with 5 unsent at shutdown", w)
+	}
+}
+
+// An https endpoint is trusted through OTEL_EXPORTER_OTLP_CERTIFICATE;
+// without it the receiver's certificate is refused and the spans are
+// counted as dropped.
+func TestOTLPOverTLS(t *testing.T) {
+	rcv := startTLSReceiver(t)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rcv.srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		env     envMap
+		arrived int
+	}{
+		{"with the CA", envMap{"OTEL_EXPORTER_OTLP_CERTIFICATE": ca}, 1},
+		{"system roots", nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			logs := &logRecorder{}
+			before := len(rcv.spans())
+			tp, shutdown, err := New(context.Background(), Config{
+				Enabled: true, Endpoint: rcv.srv.URL, Getenv: c.env.get, Logger: slog.New(logs),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, s := tp.Tracer("test").Start(context.Background(), "x")
+			s.End()
+			if err := shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(rcv.spans()) - before; got != c.arrived {
+				t.Errorf("%d spans arrived, want %d", got, c.arrived)
+			}
+			if w := logs.warnings(); len(w) != 1-c.arrived {
+				t.Errorf("warnings %v, want %d", w, 1-c.arrived)
+			}
+		})
 	}
 }

@@ -29,11 +29,15 @@ type queue struct {
 	warner   *dropWarner
 }
 
+// flushRoom is how many ForceFlush calls at once the queue has room for.
+const flushRoom = 8
+
 func newQueue(exp sdktrace.SpanExporter, b batchSettings, w *dropWarner) *queue {
 	q := &queue{max: int64(b.queue), warner: w}
 	q.next = sdktrace.NewBatchSpanProcessor(&countingExporter{next: exp, q: q},
-		// One more than the gate lets through, for ForceFlush's marker.
-		sdktrace.WithMaxQueueSize(b.queue+1),
+		// Room beyond what the gate lets through for ForceFlush's markers,
+		// so the processor never drops a span uncounted.
+		sdktrace.WithMaxQueueSize(b.queue+flushRoom),
 		sdktrace.WithMaxExportBatchSize(b.size),
 		sdktrace.WithBatchTimeout(b.delay),
 		sdktrace.WithExportTimeout(b.exportTimeout),
@@ -65,7 +69,8 @@ func (q *queue) held() int64 { return q.inflight.Load() }
 
 // countingExporter releases the gate as batches leave, and turns a failed
 // export into a count for the warning instead of an error for the global
-// handler.
+// handler. A receiver's partial success (some spans rejected) comes back as
+// an error too, and counts the whole batch.
 type countingExporter struct {
 	next sdktrace.SpanExporter
 	q    *queue
