@@ -140,6 +140,12 @@ type ContactStatus struct {
 	// Delivered: Exchange (or the SMTP server) accepted the invitation email;
 	// Sent only says it was handed to Dataverse.
 	Delivered int `yaml:"delivered"`
+	// Resend and Revoke are the command values the Resend invitation and
+	// Revoke invitation buttons set; Revoked and Expired are written back.
+	Resend  int `yaml:"resend"`
+	Revoke  int `yaml:"revoke"`
+	Revoked int `yaml:"revoked"`
+	Expired int `yaml:"expired"`
 }
 
 // Identity configures portal accounts.

@@ -136,6 +136,7 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	str(&c.Log.Level, "log.level", "info")
 	str(&c.Log.Format, "log.format", "json")
 	c.applyDeliveryDefaults(present)
+	c.applyCommandDefaults(present)
 }
 
 // ApplyPortalDefaults fills the unset keys of a portal built in code, such as
