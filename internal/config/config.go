@@ -266,6 +266,11 @@ type Email struct {
 	// PendingAlertAfter is how long an invitation email may stay Pending
 	// Send before the contact is marked Failed with the mailbox's reason.
 	PendingAlertAfter Duration `yaml:"pending_alert_after"`
+	// Senders are the sending mailboxes used round-robin within Rate
+	// (systemuser:<guid> or queue:<guid>); Sender is the one-sender form.
+	Senders []string `yaml:"senders"`
+	// Rate is each sender's limit, held across replicas.
+	Rate Rate `yaml:"rate"`
 }
 
 // API is the JSON API for invitations.

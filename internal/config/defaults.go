@@ -136,6 +136,7 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	str(&c.Log.Level, "log.level", "info")
 	str(&c.Log.Format, "log.format", "json")
 	c.applyDeliveryDefaults(present)
+	c.applyPacingDefaults(present)
 	c.applyCommandDefaults(present)
 }
 

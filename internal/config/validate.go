@@ -318,6 +318,7 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 	}
 
 	c.validateDelivery(v)
+	c.validatePacing(v)
 	c.validateCommands(v)
 
 	// api
