@@ -71,6 +71,9 @@ type ContactColumns struct {
 	// Delivered: the mail server accepted the invitation email (Sent only
 	// says it was handed to Dataverse or queued for the SMTP channel).
 	Delivered int
+	// Resend and Revoke are the commands the Resend invitation and Revoke
+	// invitation buttons set; Revoked is written back after a revoke.
+	Resend, Revoke, Revoked int
 }
 
 // DefaultContactColumns are the columns of the shipped solution.
@@ -78,6 +81,7 @@ var DefaultContactColumns = ContactColumns{
 	Status: "pinv_portalinvitestatus", Portal: "pinv_portalname", Roles: "pinv_portalroles",
 	InvitedOn: "pinv_lastinvitedon", Error: "pinv_lastinviteerror",
 	Requested: 100000000, Sent: 100000001, Failed: 100000002, Redeemed: 100000003, Delivered: 100000004,
+	Resend: 100000005, Revoke: 100000006, Revoked: 100000007,
 }
 
 func (c ContactColumns) withDefaults() ContactColumns {
@@ -97,6 +101,9 @@ func (c ContactColumns) withDefaults() ContactColumns {
 	}
 	if c.Delivered == 0 {
 		c.Delivered = d.Delivered
+	}
+	if c.Resend == 0 && c.Revoke == 0 && c.Revoked == 0 {
+		c.Resend, c.Revoke, c.Revoked = d.Resend, d.Revoke, d.Revoked
 	}
 	return c
 }

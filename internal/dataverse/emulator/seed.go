@@ -88,6 +88,10 @@ const (
 	InviteFailed    = 100000002
 	InviteRedeemed  = 100000003
 	InviteDelivered = 100000004
+	InviteResend    = 100000005
+	InviteRevoke    = 100000006
+	InviteRevoked   = 100000007
+	InviteExpired   = 100000008
 )
 
 // Demo describes what SeedDemo created.
@@ -104,7 +108,8 @@ type Demo struct {
 // DefineInviteColumns declares the custom contact columns the connector writes.
 func DefineInviteColumns(s *Server) {
 	s.DefineColumn("contact", Column{Name: ColInviteStatus, Type: TypePicklist, Options: map[int]string{
-		InviteRequested: "Requested", InviteSent: "Sent", InviteFailed: "Failed", InviteRedeemed: "Redeemed", InviteDelivered: "Delivered"}})
+		InviteRequested: "Requested", InviteSent: "Sent", InviteFailed: "Failed", InviteRedeemed: "Redeemed", InviteDelivered: "Delivered",
+		InviteResend: "Resend requested", InviteRevoke: "Revoke requested", InviteRevoked: "Revoked", InviteExpired: "Expired"}})
 	s.DefineColumn("contact", Column{Name: ColInvitePortal, Type: TypeString, MaxLength: 100})
 	s.DefineColumn("contact", Column{Name: ColInviteRoles, Type: TypeString, MaxLength: 1000})
 	s.DefineColumn("contact", Column{Name: ColInvitedOn, Type: TypeDateTime})
