@@ -98,6 +98,8 @@ type Intake struct {
 	MaxAttempts int      `yaml:"max_attempts"` // before a request goes to the dead letter stream
 	Lease       Duration `yaml:"lease"`        // how long a worker owns a message before others may reclaim it
 	Contact     Contact  `yaml:"contact"`
+	// Lifecycle runs the reminders and expiry of open invitations.
+	Lifecycle Lifecycle `yaml:"lifecycle"`
 }
 
 // Webhook is the Dataverse webhook endpoint.
@@ -245,6 +247,9 @@ type Invitation struct {
 	// RequireEmailMatch makes redemption with an identity provider require
 	// a verified email equal to the invited contact's emailaddress1.
 	RequireEmailMatch bool `yaml:"require_email_match"`
+	// Reminders are durations before expiry at which open, unredeemed
+	// invitations get a reminder email, e.g. [7d, 1d].
+	Reminders []Duration `yaml:"reminders"`
 }
 
 // Pages are where the redemption site sends people.

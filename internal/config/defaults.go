@@ -138,6 +138,7 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	c.applyDeliveryDefaults(present)
 	c.applyPacingDefaults(present)
 	c.applyCommandDefaults(present)
+	c.applyLifecycleDefaults(present)
 }
 
 // ApplyPortalDefaults fills the unset keys of a portal built in code, such as

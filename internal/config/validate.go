@@ -320,6 +320,7 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 	c.validateDelivery(v)
 	c.validatePacing(v)
 	c.validateCommands(v)
+	c.validateLifecycle(v)
 
 	// api
 	for i, key := range c.API.Keys {
