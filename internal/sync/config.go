@@ -118,6 +118,10 @@ type Config struct {
 	// DeliveryRecheck is how often the delivery poll looks again at a
 	// contact whose invitation email is still unsent; default 1m.
 	DeliveryRecheck time.Duration
+
+	// Pacer holds invitation emails to the senders' budgets; nil = no
+	// pacing beyond Dataverse's own (the slower of the two sets the pace).
+	Pacer Pacer
 }
 
 const (

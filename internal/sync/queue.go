@@ -59,6 +59,9 @@ type job struct {
 	EmailID          string   `json:"email,omitempty"`
 	RegardingTable   string   `json:"regarding_table,omitempty"`
 	RegardingID      string   `json:"regarding,omitempty"`
+	// Order is the stream id, zero-padded, the request had when it was first
+	// parked for a sender's budget: parked requests keep their order.
+	Order string `json:"order,omitempty"`
 }
 
 // QueueStats describe the shared queue (all replicas).

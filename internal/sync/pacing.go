@@ -1,0 +1,121 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/d365portal/connector/internal/dataverse"
+)
+
+// Pacer spends the sender budgets of a portal's mailboxes (see
+// delivery.PortalPacer). Reserve returns the mailbox that now carries one
+// more email; sender "" with a not-before time means every budget is spent
+// until then; sender "" with a zero time means the portal is not paced.
+type Pacer interface {
+	Reserve(ctx context.Context, portal string) (sender string, notBefore time.Time, err error)
+}
+
+// ContactReader is implemented by an Inviter that can read a contact the way
+// its Invite needs it, so the worker's read serves both (invite.Service).
+type ContactReader interface {
+	ReadContact(ctx context.Context, contactID string, extra ...string) (dataverse.Record, error)
+}
+
+// parkedError says every sender's budget is spent until the time given: the
+// request waits in the parked set, not failed and not counted as an attempt.
+type parkedError struct{ until time.Time }
+
+func (e *parkedError) Error() string {
+	return fmt.Sprintf("every sender's budget is spent until %s", e.until.UTC().Format(time.RFC3339))
+}
+
+// parkedKey is the sorted set of requests waiting for a sender's budget:
+// score = not-before (unix ms), member = order key "|" job, where the order
+// key is the stream id the request had when first parked, zero-padded, so
+// requests due at the same time go back to the stream in their first order.
+func (i *Intake) parkedKey() string { return strings.TrimSuffix(i.keys.retry, "retry") + "parked" }
+
+// moveParkedScript feeds parked requests whose time has come back into the
+// stream, oldest first, in one atomic step (nothing lost across a crash: an
+// entry is in the set or in the stream).
+var moveParkedScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, m in ipairs(due) do
+  local sep = string.find(m, '|', 1, true)
+  redis.call('XADD', KEYS[2], '*', 'job', string.sub(m, sep + 1))
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due`)
+
+// orderKey makes a stream id ("<ms>-<seq>") sort as text.
+func orderKey(id string) string {
+	ms, seq, _ := strings.Cut(id, "-")
+	return fmt.Sprintf("%015s-%010s", ms, seq)
+}
+
+// park moves the message to the parked set until the not-before time and
+// acknowledges it, atomically and only while this consumer owns it.
+func (i *Intake) park(ctx context.Context, log *slog.Logger, id string, j job, until time.Time) bool {
+	if j.Order == "" {
+		j.Order = orderKey(id)
+	}
+	j.Prev = id
+	body, _ := json.Marshal(j)
+	ok := i.settleTo(ctx, id, i.parkedKey(), j.Order+"|"+string(body), fmt.Sprint(until.UnixMilli()))
+	if ok {
+		log.Info("every sender's budget is spent; the request waits", "not_before", until)
+	}
+	return ok
+}
+
+// settleTo is settle's retry mode into another sorted set.
+func (i *Intake) settleTo(ctx context.Context, id, zset, member, score string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	n, err := settleScript.Run(ctx, i.rdb, []string{i.keys.stream, zset},
+		groupName, id, i.cfg.Consumer, "retry", member, score).Int()
+	if err != nil {
+		i.log.Error("parking a message failed; it will be reclaimed", "msg", id, "err", err)
+		return false
+	}
+	return n == 1
+}
+
+// moveParked moves due parked requests back into the stream.
+func (i *Intake) moveParked(ctx context.Context, now int64) error {
+	return moveParkedScript.Run(ctx, i.rdb, []string{i.parkedKey(), i.keys.stream}, now, 500).Err()
+}
+
+// reserve spends one email of the portal's sender budgets. A spent budget
+// is a *parkedError.
+func (i *Intake) reserve(ctx context.Context, portal string) (string, error) {
+	if i.cfg.Pacer == nil {
+		return "", nil
+	}
+	sender, until, err := i.cfg.Pacer.Reserve(ctx, portal)
+	if err != nil {
+		return "", fmt.Errorf("reserve a sender for %s: %w", portal, err)
+	}
+	if sender == "" && !until.IsZero() {
+		return "", &parkedError{until: until}
+	}
+	return sender, nil
+}
+
+// readContact reads the contact under the worker's lock: through the
+// Inviter when it can (one read for the worker and Invite), else the
+// intake's own columns.
+func (i *Intake) readContact(ctx context.Context, id string) (dataverse.Record, bool, error) {
+	if r, ok := i.cfg.Invites.(ContactReader); ok {
+		rec, err := r.ReadContact(ctx, id, i.contactColumns(false)...)
+		return rec, true, err
+	}
+	rec, err := i.cfg.Dataverse.Retrieve(ctx, "contacts", id, &dataverse.Query{Select: i.contactColumns(false)})
+	return rec, false, err
+}

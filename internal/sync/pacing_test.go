@@ -1,0 +1,81 @@
+package sync
+
+import (
+	"context"
+	"strings"
+	stdsync "sync"
+	"testing"
+	"time"
+
+	"github.com/d365portal/connector/internal/delivery"
+)
+
+// fakeClock is a settable clock shared by the pacer and the intake.
+type fakeClock struct {
+	mu stdsync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Two senders of 2 a minute: 10 requests go out 4 per minute, the rest
+// wait parked and are sent in their order once the window moves on, each
+// with the sender the pacer reserved, and no sender ever above its cap.
+func TestWorkerParksForSenderBudget(t *testing.T) {
+	r := newRig(t)
+	clock := &fakeClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	senders := []delivery.Sender{
+		{Name: "queue:9b0e2d3c-1a2b-4c5d-8e9f-0a1b2c3d4e5f", PerMinute: 2, PerDay: 100},
+		{Name: "systemuser:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", PerMinute: 2, PerDay: 100},
+	}
+	pacer := delivery.NewPortalPacer(delivery.NewPacer(r.rdb, &delivery.PacerOptions{KeyPrefix: "t:", Clock: clock.Now}),
+		map[string][]delivery.Sender{"Contoso Partner Portal": senders})
+	i := r.intake(t, func(c *Config) {
+		c.Workers = 1
+		c.Pacer = pacer
+		c.Now = clock.Now
+	})
+	ctx := context.Background()
+	const n = 10
+	for k := range n {
+		r.dv.set(contactID(k), testCols.Requested, "", "")
+		if _, err := i.Enqueue(ctx, Request{ContactID: contactID(k), Source: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, i)
+	calls := func() int { r.inv.mu.Lock(); defer r.inv.mu.Unlock(); return len(r.inv.calls) }
+	parked := func() int64 { return r.rdb.ZCard(ctx, i.parkedKey()).Val() }
+	for minute, want := range []int{4, 8, 10} {
+		waitFor(t, "sends in minute", 5*time.Second, func() bool { return calls() == want && parked() == int64(n-want) })
+		// Nothing more goes out until the clock moves.
+		time.Sleep(50 * time.Millisecond)
+		if got := calls(); got != want {
+			t.Fatalf("minute %d: %d sends, want %d", minute, got, want)
+		}
+		clock.Add(time.Minute)
+	}
+	r.inv.mu.Lock()
+	defer r.inv.mu.Unlock()
+	perSender := map[string]int{}
+	for k, c := range r.inv.calls {
+		if c.ContactID != contactID(k) {
+			t.Errorf("send %d is contact %s, want %s (parked requests keep their order)", k, c.ContactID, contactID(k))
+		}
+		if c.Sender == "" {
+			t.Errorf("send %d has no reserved sender", k)
+		}
+		perSender[strings.ToLower(c.Sender)]++
+	}
+	if perSender[senders[0].Name] != 5 || perSender[senders[1].Name] != 5 {
+		t.Errorf("sends per sender %v, want 5 each (round-robin)", perSender)
+	}
+	if s, _ := i.Stats(ctx); s.DeadLetters != 0 || s.Depth != 0 {
+		t.Errorf("queue after the run: %+v", s)
+	}
+}
