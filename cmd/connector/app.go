@@ -17,6 +17,7 @@ import (
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/invite"
+	"github.com/d365portal/connector/internal/lifecycle"
 	"github.com/d365portal/connector/internal/metrics"
 	"github.com/d365portal/connector/internal/portalweb"
 	intake "github.com/d365portal/connector/internal/sync"
@@ -33,6 +34,8 @@ type app struct {
 	invites *meteredService
 	intake  *intake.Intake
 	handler http.Handler
+	// lifecycle sends reminders and expires invitations on a schedule.
+	lifecycle *lifecycle.Scheduler
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -66,6 +69,9 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		portalNames = append(portalNames, p.Name)
 	}
 	a.metrics.InitPortals(portalNames...)
+	if a.lifecycle, err = newLifecycle(cfg, svc, a.rdb, a.metrics.Lifecycle(), log.With("component", "lifecycle")); err != nil {
+		return nil, err
+	}
 
 	deliveries, err := newDeliveries(cfg, a.dv, a.invites, a.metrics.DeliveryHooks(), log.With("component", "delivery"))
 	if err != nil {
@@ -186,8 +192,8 @@ func (a *app) dataverseReady(ctx context.Context) error {
 }
 
 // run serves until ctx ends, then shuts down in order: stop taking HTTP
-// requests (webhooks included), stop the poller and drain the workers, then
-// close Redis.
+// requests (webhooks included), stop the reminder and expiry schedule, stop
+// the poller and drain the workers, then close Redis.
 func (a *app) run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.handler,
@@ -201,6 +207,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	if err := a.intake.Start(ctx); err != nil {
 		return fmt.Errorf("start intake: %w", err)
 	}
+	a.lifecycle.Start(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var serveErr error
@@ -214,6 +221,9 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down", "timeout", timeout)
 	if err := srv.Shutdown(sctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
+	}
+	if err := a.lifecycle.Stop(sctx); err != nil {
+		a.log.Warn("lifecycle shutdown", "err", err)
 	}
 	if err := a.intake.Shutdown(sctx); err != nil {
 		a.log.Warn("intake shutdown", "err", err)

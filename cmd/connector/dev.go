@@ -205,6 +205,7 @@ func devConfig(publicURL string, emu *emulator.Running, seed *emulator.Demo, red
 	c.Redis.URL = redisURL
 	c.Intake.Webhook.Auth.Value = randomSecret()
 	c.Intake.Poll.Schedule = "@every 15s"
+	c.Intake.Lifecycle.Schedule = "@every 20s" // reminders show up while you watch
 	c.Identity.TokenSecret = randomSecret()
 	c.API.Keys = []string{randomSecret()}
 	c.Log = config.Log{Level: "info", Format: "text"}
