@@ -13,6 +13,16 @@ import (
 // unredeemed invitation.
 var ErrNoOpenInvitation = errors.New("the contact has no open invitation")
 
+// contactChanged turns a failed If-Match on the contact into
+// ErrContactChanged; the Dataverse error is not wrapped, so callers that
+// treat 4xx as permanent retry it.
+func contactChanged(err error, etag string) error {
+	if etag != "*" && errors.Is(err, dataverse.ErrPreconditionFailed) {
+		return fmt.Errorf("%w: %v", ErrContactChanged, err)
+	}
+	return err
+}
+
 // NoOpenInvitationText is what the contact's error column says after a
 // Resend or Revoke found nothing to act on.
 const NoOpenInvitationText = "No open invitation to %s: the contact has no active, unredeemed invitation. Use Invite to portal to send a new one."
@@ -47,9 +57,12 @@ func (s *Service) noOpen(ctx context.Context, contactID, verb string) error {
 }
 
 // ResendForContact resends the contact's newest open invitation (Resend
-// writes Sent back). Errors: ErrNoOpenInvitation after writing the reason
-// on the contact, and those of Resend.
-func (s *Service) ResendForContact(ctx context.Context, contactID string) (*InviteResult, error) {
+// writes Sent back). contactETag is the row version the caller read the
+// command from ("" = any): a later click makes the whole change set fail
+// with ErrContactChanged instead of being overwritten. Errors:
+// ErrNoOpenInvitation after writing the reason on the contact,
+// ErrContactChanged, and those of Resend.
+func (s *Service) ResendForContact(ctx context.Context, contactID, contactETag string) (*InviteResult, error) {
 	id, ok := normalizeGUID(contactID)
 	if !ok {
 		return nil, fmt.Errorf("resend for contact %q: %w", contactID, ErrNotFound)
@@ -61,14 +74,15 @@ func (s *Service) ResendForContact(ctx context.Context, contactID string) (*Invi
 	if len(open) == 0 {
 		return nil, s.noOpen(ctx, id, "resend")
 	}
-	return s.Resend(ctx, open[0].ID)
+	return s.resend(ctx, open[0].ID, etagOrAny(contactETag))
 }
 
 // RevokeForContact deactivates every open invitation of the contact and
 // writes Revoked back, in one change set: either all are revoked and the
-// contact says so, or nothing changed. Errors: ErrNoOpenInvitation after
-// writing the reason on the contact.
-func (s *Service) RevokeForContact(ctx context.Context, contactID string) ([]string, error) {
+// contact says so, or nothing changed. contactETag works as in
+// ResendForContact. Errors: ErrNoOpenInvitation after writing the reason
+// on the contact, ErrContactChanged.
+func (s *Service) RevokeForContact(ctx context.Context, contactID, contactETag string) ([]string, error) {
 	id, ok := normalizeGUID(contactID)
 	if !ok {
 		return nil, fmt.Errorf("revoke for contact %q: %w", contactID, ErrNotFound)
@@ -88,9 +102,9 @@ func (s *Service) RevokeForContact(ctx context.Context, contactID string) ([]str
 			Body: map[string]any{"statecode": invStateInactive, "statuscode": invStatusInactive}, Headers: ifMatch("*")})
 	}
 	ops = append(ops, dataverse.BatchOp{Method: http.MethodPatch, Path: "contacts(" + id + ")",
-		Body: map[string]any{s.cols.Status: s.cols.Revoked, s.cols.Error: nil}, Headers: ifMatch("*")})
+		Body: map[string]any{s.cols.Status: s.cols.Revoked, s.cols.Error: nil}, Headers: ifMatch(etagOrAny(contactETag))})
 	if _, err := s.changeSet(ctx, "revoke for contact "+id, ops); err != nil {
-		return nil, err
+		return nil, contactChanged(err, etagOrAny(contactETag))
 	}
 	s.log.InfoContext(ctx, "invitations revoked", "contact", id, "invitations", ids)
 	return ids, nil

@@ -12,7 +12,7 @@ func TestResendAndRevokeForContact(t *testing.T) {
 	first := e.invite(c, partnerPortal)
 
 	// Resend with hashed codes: a new code, the old one is gone, Sent.
-	re, err := e.svc.ResendForContact(e.ctx, c)
+	re, err := e.svc.ResendForContact(e.ctx, c, "")
 	if err != nil {
 		t.Fatalf("ResendForContact: %v", err)
 	}
@@ -27,7 +27,7 @@ func TestResendAndRevokeForContact(t *testing.T) {
 	}
 
 	// Revoke: the invitation is inactive (1/2), the contact Revoked.
-	ids, err := e.svc.RevokeForContact(e.ctx, c)
+	ids, err := e.svc.RevokeForContact(e.ctx, c, "")
 	if err != nil || len(ids) != 1 || ids[0] != first.Invitation.ID {
 		t.Fatalf("RevokeForContact = %v, %v", ids, err)
 	}
@@ -50,9 +50,9 @@ func TestResendRevokeWithoutOpenInvitation(t *testing.T) {
 	for _, op := range []string{"resend", "revoke"} {
 		var err error
 		if op == "resend" {
-			_, err = e.svc.ResendForContact(e.ctx, c)
+			_, err = e.svc.ResendForContact(e.ctx, c, "")
 		} else {
-			_, err = e.svc.RevokeForContact(e.ctx, c)
+			_, err = e.svc.RevokeForContact(e.ctx, c, "")
 		}
 		if !errors.Is(err, ErrNoOpenInvitation) || !IsPermanent(err) {
 			t.Fatalf("%s: err = %v, want ErrNoOpenInvitation", op, err)

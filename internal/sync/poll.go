@@ -88,7 +88,7 @@ func (i *Intake) poll(ctx context.Context) (int, error) {
 func (i *Intake) fullQuery(ctx context.Context, cols []string) (int, error) {
 	q := &dataverse.Query{
 		Select:   cols,
-		Filter:   fmt.Sprintf("%s eq %d", i.cols.Status, i.cols.Requested),
+		Filter:   i.wantedFilter(),
 		PageSize: 1000,
 	}
 	total, next := 0, ""
@@ -125,7 +125,7 @@ func (i *Intake) saveLink(ctx context.Context, link string) error {
 func (i *Intake) enqueueRecords(ctx context.Context, recs []dataverse.Record) (int, error) {
 	n := 0
 	for _, rec := range recs {
-		if st, ok := intValue(rec[i.cols.Status]); !ok || st != i.cols.Requested {
+		if st, ok := intValue(rec[i.cols.Status]); !ok || !i.wanted(st) {
 			continue
 		}
 		id, ok := normalizeGUID(rec.Str("contactid"))

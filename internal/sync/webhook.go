@@ -255,8 +255,8 @@ func (i *Intake) decide(ctx context.Context, h http.Header, rc *RemoteExecutionC
 			roles = splitRoles(rec.Str(i.cols.Roles))
 		}
 	}
-	if !have || status != i.cols.Requested {
-		return nil, fmt.Sprintf("invite status is %d, not Requested", status), nil
+	if !have || !i.wanted(status) {
+		return nil, fmt.Sprintf("invite status is %d, not Requested, Resend or Revoke", status), nil
 	}
 	req.Portal, req.Roles = strings.TrimSpace(portal), roles
 	// The same event delivered again (a retry, a duplicate) carries the same

@@ -176,16 +176,18 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 		}
 	case ctx.Err() != nil:
 		log.Warn("stopped mid-request; it stays pending for another worker", "err", err)
+	case errors.Is(err, invite.ErrNoOpenInvitation):
+		// The reason is on the contact's error column; nothing else changes.
+		if i.ack(ctx, m.ID) {
+			log.Info("resend or revoke for a contact with no open invitation")
+			i.hookProcessed(OutcomeSkipped, since)
+		}
 	case errors.Is(err, invite.ErrAlreadyPortalUser):
 		// Invite recorded the outcome (status Redeemed) on the contact.
 		if i.ack(ctx, m.ID) {
 			log.Info("contact is already a portal user; no invitation sent")
 			i.hookProcessed(OutcomeSkipped, since)
 		}
-	case errors.As(err, new(*parkedError)):
-		var pk *parkedError
-		errors.As(err, &pk)
-		i.park(ctx, log, m.ID, j, pk.until)
 	case isPermanent(err):
 		i.fail(ctx, log, m.ID, j, err, "Invitation not sent: "+readable(err))
 	default:
@@ -218,24 +220,19 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 		return "", "", fmt.Errorf("contact %s is busy: %w", j.ContactID, err)
 	}
 	defer unlock()
-	// The sender's budget first: a parked request costs no Dataverse read.
-	reservedFor := j.Portal
-	if reservedFor == "" {
-		reservedFor = i.cfg.DefaultPortal
-	}
-	sender, err := i.reserve(ctx, reservedFor)
-	if err != nil {
-		return "", "", err
-	}
-	rec, full, err := i.readContact(ctx, j.ContactID)
-	if dataverse.IsNotFound(err) || errors.Is(err, invite.ErrNotFound) {
+	rec, err := i.cfg.Dataverse.Retrieve(ctx, "contacts", j.ContactID, &dataverse.Query{Select: i.contactColumns(false)})
+	if dataverse.IsNotFound(err) {
 		return OutcomeSkipped, "", nil
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("re-read contact: %w", err)
 	}
-	if st, ok := intValue(rec[i.cols.Status]); !ok || st != i.cols.Requested {
+	st, ok := intValue(rec[i.cols.Status])
+	if !ok || !i.wanted(st) {
 		return OutcomeSkipped, "", nil
+	}
+	if st != i.cols.Requested {
+		return i.command(ctx, j.ContactID, rec.ETag(), st)
 	}
 	portal := ""
 	if i.cols.Portal != "" {
@@ -253,20 +250,10 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 			roles = r
 		}
 	}
-	if !strings.EqualFold(portal, reservedFor) {
-		// The contact names another portal, with senders of its own.
-		if sender, err = i.reserve(ctx, portal); err != nil {
-			return "", "", err
-		}
-	}
-	req := invite.InviteRequest{
+	res, err := i.cfg.Invites.Invite(ctx, invite.InviteRequest{
 		ContactID: j.ContactID, Portal: portal, Roles: roles,
-		InitiatingUserID: j.InitiatingUserID, Source: j.Source, Sender: sender,
-	}
-	if full {
-		req.Contact = rec
-	}
-	res, err := i.cfg.Invites.Invite(ctx, req)
+		InitiatingUserID: j.InitiatingUserID, Source: j.Source,
+	})
 	if err != nil {
 		return "", "", err
 	}
@@ -423,9 +410,6 @@ func (i *Intake) maintain(ctx context.Context) {
 		now := i.cfg.Now().UnixMilli()
 		if err := moveDueScript.Run(ctx, i.rdb, []string{i.keys.retry, i.keys.stream}, now, 100).Err(); err != nil && ctx.Err() == nil {
 			i.log.Warn("moving due retries failed", "err", err)
-		}
-		if err := i.moveParked(ctx, now); err != nil && ctx.Err() == nil {
-			i.log.Warn("moving parked requests failed", "err", err)
 		}
 		if time.Since(lastSweep) > consumerSweepEvery {
 			lastSweep = time.Now()
