@@ -23,6 +23,13 @@ type InviteRequest struct {
 	// owns the invitation and can be the email sender (initiating_user).
 	InitiatingUserID string
 	Source           string // where the request came from (webhook, poll, cli, register, api), for logs
+	// Sender overrides the portal's email.sender: the mailbox the pacer
+	// reserved for this email (systemuser:<guid> or queue:<guid>).
+	Sender string
+	// Contact is the contact as ReadContact returned it, read by the caller
+	// under its per-contact lock; nil makes Invite read it. Passing it saves
+	// a request per invitation.
+	Contact dataverse.Record
 }
 
 // InviteResult is the outcome of Invite or Resend.
@@ -92,17 +99,28 @@ func (s *Service) Invite(ctx context.Context, req InviteRequest) (*InviteResult,
 func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, req InviteRequest) (*InviteResult, error) {
 	m := pc.model
 	// One read: the contact and its open invitations to this website.
-	invFilter := "statecode eq 0 and " + m.websiteValue + " eq " + pc.WebsiteID
-	contact, err := s.dv.Retrieve(ctx, "contacts", contactID, &dataverse.Query{
-		Select: append(slices.Clone(contactSelect), s.cols.Status, s.cols.Portal),
-		Expand: []string{"adx_invitation_invitecontact($select=" + strings.Join(s.invitationSelect(), ",") +
-			";$filter=" + invFilter + ";$orderby=createdon desc)"},
-	})
-	if err != nil {
-		if dataverse.IsNotFound(err) {
-			return nil, fmt.Errorf("contact %s: %w", contactID, ErrNotFound)
+	contact := req.Contact
+	if contact == nil {
+		invFilter := "statecode eq 0 and " + m.websiteValue + " eq " + pc.WebsiteID
+		var err error
+		contact, err = s.dv.Retrieve(ctx, "contacts", contactID, &dataverse.Query{
+			Select: append(slices.Clone(contactSelect), s.cols.Status, s.cols.Portal),
+			Expand: []string{"adx_invitation_invitecontact($select=" + strings.Join(s.invitationSelect(), ",") +
+				";$filter=" + invFilter + ";$orderby=createdon desc)"},
+		})
+		if err != nil {
+			if dataverse.IsNotFound(err) {
+				return nil, fmt.Errorf("contact %s: %w", contactID, ErrNotFound)
+			}
+			return nil, fmt.Errorf("read contact: %w", err)
 		}
-		return nil, fmt.Errorf("read contact: %w", err)
+	}
+	sender := pc.sender
+	if req.Sender != "" {
+		var err error
+		if sender, err = parseSender(req.Sender); err != nil || sender.initiatingUser {
+			return nil, fmt.Errorf("reserved sender %q is not a mailbox (want systemuser:<guid> or queue:<guid>)", req.Sender)
+		}
 	}
 	switch {
 	case contact.Int("statecode") != contactStateActive:
@@ -174,7 +192,7 @@ func (s *Service) invite(ctx context.Context, pc *portalConf, contactID string, 
 		return nil, fmt.Errorf("render invitation email: %w", err)
 	}
 	emailID := dataverse.NewGUID()
-	email := s.emailRecord(emailID, rendered, pc.sender, req.InitiatingUserID, contactID)
+	email := s.emailRecord(emailID, rendered, sender, req.InitiatingUserID, contactID)
 	var ops []dataverse.BatchOp
 	var inv *Invitation
 	created := false

@@ -188,6 +188,10 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 			log.Info("contact is already a portal user; no invitation sent")
 			i.hookProcessed(OutcomeSkipped, since)
 		}
+	case errors.As(err, new(*parkedError)):
+		var pk *parkedError
+		errors.As(err, &pk)
+		i.park(ctx, log, m.ID, j, pk.until)
 	case isPermanent(err):
 		i.fail(ctx, log, m.ID, j, err, "Invitation not sent: "+readable(err))
 	default:
@@ -220,8 +224,17 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 		return "", "", fmt.Errorf("contact %s is busy: %w", j.ContactID, err)
 	}
 	defer unlock()
-	rec, err := i.cfg.Dataverse.Retrieve(ctx, "contacts", j.ContactID, &dataverse.Query{Select: i.contactColumns(false)})
-	if dataverse.IsNotFound(err) {
+	// The sender's budget first: a parked request costs no Dataverse read.
+	reservedFor := j.Portal
+	if reservedFor == "" {
+		reservedFor = i.cfg.DefaultPortal
+	}
+	sender, err := i.reserve(ctx, reservedFor)
+	if err != nil {
+		return "", "", err
+	}
+	rec, full, err := i.readContact(ctx, j.ContactID)
+	if dataverse.IsNotFound(err) || errors.Is(err, invite.ErrNotFound) {
 		return OutcomeSkipped, "", nil
 	}
 	if err != nil {
@@ -250,10 +263,20 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 			roles = r
 		}
 	}
-	res, err := i.cfg.Invites.Invite(ctx, invite.InviteRequest{
+	if !strings.EqualFold(portal, reservedFor) {
+		// The contact names another portal, with senders of its own.
+		if sender, err = i.reserve(ctx, portal); err != nil {
+			return "", "", err
+		}
+	}
+	req := invite.InviteRequest{
 		ContactID: j.ContactID, Portal: portal, Roles: roles,
-		InitiatingUserID: j.InitiatingUserID, Source: j.Source,
-	})
+		InitiatingUserID: j.InitiatingUserID, Source: j.Source, Sender: sender,
+	}
+	if full {
+		req.Contact = rec
+	}
+	res, err := i.cfg.Invites.Invite(ctx, req)
 	if err != nil {
 		return "", "", err
 	}
@@ -410,6 +433,9 @@ func (i *Intake) maintain(ctx context.Context) {
 		now := i.cfg.Now().UnixMilli()
 		if err := moveDueScript.Run(ctx, i.rdb, []string{i.keys.retry, i.keys.stream}, now, 100).Err(); err != nil && ctx.Err() == nil {
 			i.log.Warn("moving due retries failed", "err", err)
+		}
+		if err := i.moveParked(ctx, now); err != nil && ctx.Err() == nil {
+			i.log.Warn("moving parked requests failed", "err", err)
 		}
 		if time.Since(lastSweep) > consumerSweepEvery {
 			lastSweep = time.Now()
