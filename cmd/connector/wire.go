@@ -115,6 +115,7 @@ func contactColumns(c *config.Config) invite.ContactColumns {
 		InvitedOn: ct.InvitedOnAttribute, Error: ct.ErrorAttribute,
 		Requested: ct.Status.Requested, Sent: ct.Status.Sent, Failed: ct.Status.Failed, Redeemed: ct.Status.Redeemed,
 		Delivered: ct.Status.Delivered,
+		Resend:    ct.Status.Resend, Revoke: ct.Status.Revoke, Revoked: ct.Status.Revoked,
 	}
 }
 
