@@ -27,6 +27,13 @@ const (
 	// only says it was handed to Dataverse server-side sync or the SMTP
 	// channel). Added after the first four, so it sorts last.
 	StatusDelivered = 100000004
+	// The Resend invitation and Revoke invitation buttons write
+	// StatusResend and StatusRevoke; the connector answers with Sent or
+	// StatusRevoked. StatusExpired: the invitation expired unredeemed.
+	StatusResend  = 100000005
+	StatusRevoke  = 100000006
+	StatusRevoked = 100000007
+	StatusExpired = 100000008
 )
 
 // Names that do not depend on the prefix. Importing a pack made with another

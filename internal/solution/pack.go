@@ -92,6 +92,9 @@ type templateData struct {
 	Dialog               string
 	Icon                 string
 	MaxRecords           int
+	// The Resend and Revoke buttons write these into StatusColumn.
+	StatusColumn             string
+	ResendValue, RevokeValue int
 }
 
 // dialogConfig is what config.js hands the dialog.
@@ -117,6 +120,10 @@ type configStatus struct {
 	Failed    int `json:"failed"`
 	Redeemed  int `json:"redeemed"`
 	Delivered int `json:"delivered"`
+	Resend    int `json:"resend"`
+	Revoke    int `json:"revoke"`
+	Revoked   int `json:"revoked"`
+	Expired   int `json:"expired"`
 }
 
 type configPortal struct {
@@ -213,6 +220,9 @@ func buildData(o Options) (templateData, error) {
 		Dialog:            WebResourceName(o.Prefix, "dialog.html"),
 		Icon:              WebResourceName(o.Prefix, "icon.svg"),
 		MaxRecords:        MaxRecords,
+		StatusColumn:      cols.Status,
+		ResendValue:       StatusResend,
+		RevokeValue:       StatusRevoke,
 	}
 	d.Attributes = []attribute{
 		{
@@ -228,6 +238,10 @@ func buildData(o Options) (templateData, error) {
 				{StatusFailed, "Failed", "The connector could not invite the contact, or the invitation email was not sent; Last Invite Error says why."},
 				{StatusRedeemed, "Redeemed", "The contact redeemed the invitation and has a portal account."},
 				{StatusDelivered, "Delivered", "The mail server (Exchange through the sender's mailbox, or the SMTP server) accepted the invitation email."},
+				{StatusResend, "Resend requested", "Resend invitation was clicked; the connector sends the open invitation again and sets Sent."},
+				{StatusRevoke, "Revoke requested", "Revoke invitation was clicked; the connector withdraws the open invitation and sets Revoked."},
+				{StatusRevoked, "Revoked", "The invitation was withdrawn; its link no longer works."},
+				{StatusExpired, "Expired", "The invitation expired before the contact redeemed it."},
 			},
 		},
 		{
@@ -312,7 +326,8 @@ func configJS(o Options, cols Columns) ([]byte, error) {
 		Version: o.Version,
 		Entity:  "contact",
 		Columns: configColumns{Status: cols.Status, Portal: cols.Portal, Roles: cols.Roles, InvitedOn: cols.InvitedOn, Error: cols.Error},
-		Status:  configStatus{Requested: StatusRequested, Sent: StatusSent, Failed: StatusFailed, Redeemed: StatusRedeemed, Delivered: StatusDelivered},
+		Status: configStatus{Requested: StatusRequested, Sent: StatusSent, Failed: StatusFailed, Redeemed: StatusRedeemed, Delivered: StatusDelivered,
+			Resend: StatusResend, Revoke: StatusRevoke, Revoked: StatusRevoked, Expired: StatusExpired},
 		Portals: make([]configPortal, 0, len(o.Portals)),
 	}
 	for _, p := range o.Portals {

@@ -94,6 +94,9 @@ type jsFuncXML struct {
 	CrmParams    []struct {
 		Value string `xml:"Value,attr"`
 	} `xml:"CrmParameter"`
+	IntParams []struct {
+		Value string `xml:"Value,attr"`
+	} `xml:"IntParameter"`
 	StringParams []struct {
 		Value string `xml:"Value,attr"`
 	} `xml:"StringParameter"`
@@ -343,7 +346,8 @@ func TestCustomizationsContactColumns(t *testing.T) {
 		}
 		options = append(options, o.Labels[0].Description+"="+itoa(o.Value))
 	}
-	wantOptions := []string{"Requested=100000000", "Sent=100000001", "Failed=100000002", "Redeemed=100000003", "Delivered=100000004"}
+	wantOptions := []string{"Requested=100000000", "Sent=100000001", "Failed=100000002", "Redeemed=100000003", "Delivered=100000004",
+		"Resend requested=100000005", "Revoke requested=100000006", "Revoked=100000007", "Expired=100000008"}
 	if !slices.Equal(options, wantOptions) {
 		t.Errorf("status options = %q, want %q", options, wantOptions)
 	}
@@ -514,10 +518,13 @@ func TestRibbon(t *testing.T) {
 			}
 		}
 	}
-	wantLocations := []string{
-		"Mscrm.Form.contact.MainTab.Save.Controls._children",
-		"Mscrm.HomepageGrid.contact.MainTab.Management.Controls._children",
-		"Mscrm.SubGrid.contact.MainTab.Management.Controls._children",
+	// Invite, Resend and Revoke, each on the three.
+	var wantLocations []string
+	for range 3 {
+		wantLocations = append(wantLocations,
+			"Mscrm.Form.contact.MainTab.Save.Controls._children",
+			"Mscrm.HomepageGrid.contact.MainTab.Management.Controls._children",
+			"Mscrm.SubGrid.contact.MainTab.Management.Controls._children")
 	}
 	if !slices.Equal(locations, wantLocations) {
 		t.Errorf("locations = %q, want %q", locations, wantLocations)
@@ -540,6 +547,9 @@ func TestRibbon(t *testing.T) {
 		}
 		for _, p := range f.StringParams {
 			out = append(out, "string:"+p.Value)
+		}
+		for _, p := range f.IntParams {
+			out = append(out, "int:"+p.Value)
 		}
 		return out
 	}
@@ -583,6 +593,16 @@ func TestRibbon(t *testing.T) {
 	}
 	if got := byID["pinv.contact.InviteToPortal.Grid.Command"]; !slices.Equal(got, []string{"SelectedControlSelectedItemIds", "SelectedControl", dialog}) {
 		t.Errorf("grid command parameters = %q", got)
+	}
+	// Resend and Revoke write their pinned command value into the status column.
+	for verb, value := range map[string]int{"Resend": StatusResend, "Revoke": StatusRevoke} {
+		tail := []string{"string:pinv_portalinvitestatus", "string:" + strings.ToLower(verb), "int:" + itoa(value)}
+		if got := byID["pinv.contact.InviteToPortal.Form."+verb+".Command"]; !slices.Equal(got, append([]string{"PrimaryControl"}, tail...)) {
+			t.Errorf("form %s parameters = %q", verb, got)
+		}
+		if got := byID["pinv.contact.InviteToPortal.Grid."+verb+".Command"]; !slices.Equal(got, append([]string{"SelectedControlSelectedItemIds", "SelectedControl"}, tail...)) {
+			t.Errorf("grid %s parameters = %q", verb, got)
+		}
 	}
 
 	// The email rules: the button hides without an email address.
@@ -647,7 +667,7 @@ func TestConfigJS(t *testing.T) {
 		Version: "2.1.0.0",
 		Entity:  "contact",
 		Columns: configColumns{"pinv_portalinvitestatus", "pinv_portalname", "pinv_portalroles", "pinv_lastinvitedon", "pinv_lastinviteerror"},
-		Status:  configStatus{100000000, 100000001, 100000002, 100000003, 100000004},
+		Status:  configStatus{100000000, 100000001, 100000002, 100000003, 100000004, 100000005, 100000006, 100000007, 100000008},
 		Portals: []configPortal{
 			{Name: "Contoso Partner Portal", Roles: []string{"Authenticated Users", "Partners", "Customers"}, DefaultRoles: []string{"Authenticated Users"}},
 			{Name: "Contoso Customer Portal", Roles: []string{"Customers", "Administrators"}, DefaultRoles: []string{}},

@@ -776,6 +776,140 @@ var PortalInvite = (function () {
     }
   };
 
+  // ---------------------------------------------------------- resend, revoke
+
+  /**
+   * setCommand writes a Resend or Revoke command (the option value the pack
+   * put in the ribbon) into each contact's status column. The connector picks
+   * it up like Requested and writes Sent, Revoked or a readable error back.
+   * Per-contact failures are collected, not thrown.
+   */
+  api.setCommand = function (xrm, column, value, ids) {
+    var done = {};
+    var failures = {};
+    return forEachLimit(ids, CONCURRENCY, function (id) {
+      var row = {};
+      row[column] = value;
+      return Promise.resolve()
+        .then(function () {
+          return xrm.WebApi.updateRecord("contact", id, row);
+        })
+        .then(
+          function () {
+            done[id] = true;
+          },
+          function (err) {
+            failures[id] = errorMessage(err);
+          }
+        );
+    }).then(function () {
+      return {
+        requested: ids.filter(function (id) {
+          return done[id];
+        }),
+        failed: ids
+          .filter(function (id) {
+            return failures[id] !== undefined;
+          })
+          .map(function (id) {
+            return { id: id, message: failures[id] };
+          })
+      };
+    });
+  };
+
+  /** commandSummary says what a Resend or Revoke click did ("resend" | "revoke"). */
+  api.commandSummary = function (verb, result) {
+    var noun = verb === "revoke" ? "Revoke" : "Resend";
+    var total = result.requested.length + result.failed.length;
+    if (result.failed.length === 0) {
+      return {
+        level: "success",
+        text:
+          noun +
+          " requested for " +
+          (total === 1 ? "the invitation" : total + " invitations") +
+          ". The connector updates Portal Invite Status shortly."
+      };
+    }
+    var first = result.failed[0].message;
+    return {
+      level: result.requested.length === 0 ? "error" : "warning",
+      text: result.failed.length + " of " + total + " " + verb + " requests failed: " + first
+    };
+  };
+
+  /**
+   * Resend invitation / Revoke invitation on the contact form: CrmParameter
+   * PrimaryControl, the status column (StringParameter), the command value
+   * (IntParameter) and "resend" or "revoke".
+   */
+  api.commandFromForm = function (formContext, column, value, verb) {
+    var xrm = currentXrm();
+    return Promise.resolve()
+      .then(function () {
+        var id = normalizeIds(formContext.data.entity.getId())[0];
+        if (!id) {
+          throw new Error("Save the contact first.");
+        }
+        var save = formContext.data.getIsDirty && formContext.data.getIsDirty() ? formContext.data.save() : null;
+        return Promise.resolve(save).then(function () {
+          return api.setCommand(xrm, column, value, [id]);
+        });
+      })
+      .then(function (result) {
+        return Promise.resolve(formContext.data.refresh(false)).then(function () {
+          var summary = api.commandSummary(verb, result);
+          var level = summary.level === "success" ? "INFO" : summary.level === "warning" ? "WARNING" : "ERROR";
+          formContext.ui.setFormNotification(summary.text, level, NOTIFICATION_ID);
+        });
+      })
+      .catch(function (err) {
+        return showError(xrm, err);
+      });
+  };
+
+  /**
+   * Resend invitation / Revoke invitation on contact grids and subgrids:
+   * CrmParameters SelectedControlSelectedItemIds and SelectedControl, then
+   * as commandFromForm.
+   */
+  api.commandFromGrid = function (selectedIds, selectedControl, column, value, verb) {
+    var xrm = currentXrm();
+    var ids = normalizeIds(selectedIds);
+    return Promise.resolve()
+      .then(function () {
+        if (ids.length === 0) {
+          throw new Error("Select at least one contact.");
+        }
+        if (ids.length > MAX_RECORDS) {
+          throw new Error("Select at most " + MAX_RECORDS + " contacts at a time.");
+        }
+        return api.setCommand(xrm, column, value, ids);
+      })
+      .then(function (result) {
+        if (selectedControl && selectedControl.refresh) {
+          selectedControl.refresh();
+        }
+        var summary = api.commandSummary(verb, result);
+        if (!xrm || !xrm.App || !xrm.App.addGlobalNotification) {
+          return undefined;
+        }
+        var level =
+          summary.level === "success"
+            ? NOTIFICATION_SUCCESS
+            : summary.level === "warning"
+              ? NOTIFICATION_WARNING
+              : NOTIFICATION_ERROR;
+        return Promise.resolve(
+          xrm.App.addGlobalNotification({ type: 2, level: level, message: summary.text, showCloseButton: true })
+        ).catch(function () {});
+      })
+      .catch(function (err) {
+        return showError(xrm, err);
+      });
+  };
+
   api.MAX_RECORDS = MAX_RECORDS;
   api.normalizeIds = normalizeIds;
 

@@ -26,7 +26,8 @@ test("the generated config names the prefixed columns and fixed status values", 
     invitedOn: `${prefix}_lastinvitedon`,
     error: `${prefix}_lastinviteerror`
   });
-  assert.deepEqual(cfg.status, { requested: 100000000, sent: 100000001, failed: 100000002, redeemed: 100000003, delivered: 100000004 });
+  assert.deepEqual(cfg.status, { requested: 100000000, sent: 100000001, failed: 100000002, redeemed: 100000003, delivered: 100000004,
+    resend: 100000005, revoke: 100000006, revoked: 100000007, expired: 100000008 });
   assert.equal(cfg.entity, "contact");
   assert.ok(Array.isArray(cfg.portals) && cfg.portals.length > 0, "the Go test packs with portals");
 });
