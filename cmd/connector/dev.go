@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -40,6 +41,8 @@ func runDev(ctx context.Context, e env, args []string) int {
 	asJSON := fs.Bool("json", false, "print the URLs as one JSON object on the first stdout line")
 	mail := addEmailSyncFlags(fs, 1500*time.Millisecond)
 	pendingAlert := fs.Duration("pending-alert-after", time.Minute, "how long an invitation email may stay unsent before the contact shows Failed (portals[].email.pending_alert_after)")
+	expiresAfter := fs.String("expires-after", "", "how long invitations stay open, e.g. 3m to watch reminders and expiry (portals[].invitation.expires_after; default 14d)")
+	reminders := fs.String("reminders", "", "comma-separated durations before expiry at which reminders are sent, e.g. 2m,1m (portals[].invitation.reminders)")
 	if code, done := parse(fs, args); done {
 		return code
 	}
@@ -106,6 +109,11 @@ func runDev(ctx context.Context, e env, args []string) int {
 	addDevIdentity(c, emu, seed)
 	for i := range c.Portals {
 		c.Portals[i].Email.PendingAlertAfter = config.Duration(*pendingAlert)
+	}
+	if err := devLifecycle(c, *expiresAfter, *reminders); err != nil {
+		ln.Close()
+		fmt.Fprintf(e.Stderr, "connector dev: %v\n", err)
+		return exitUsage
 	}
 	if fileCfg != nil {
 		c.Redis.KeyPrefix = fileCfg.Redis.KeyPrefix
@@ -241,4 +249,34 @@ func randomSecret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// devLifecycle applies --expires-after and --reminders to every portal.
+func devLifecycle(c *config.Config, expiresAfter, reminders string) error {
+	var exp config.Duration
+	if expiresAfter != "" {
+		d, err := config.ParseDuration(expiresAfter)
+		if err != nil {
+			return fmt.Errorf("--expires-after: %w", err)
+		}
+		exp = d
+	}
+	var rem []config.Duration
+	for _, f := range strings.Split(reminders, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		d, err := config.ParseDuration(f)
+		if err != nil {
+			return fmt.Errorf("--reminders %q: %w", f, err)
+		}
+		rem = append(rem, d)
+	}
+	for i := range c.Portals {
+		if exp != 0 {
+			c.Portals[i].Invitation.ExpiresAfter = exp
+		}
+		c.Portals[i].Invitation.Reminders = rem
+	}
+	return nil
 }
