@@ -138,6 +138,8 @@ func runDev(ctx context.Context, e env, args []string) int {
 			Error: c.Intake.Contact.ErrorAttribute, Requested: c.Intake.Contact.Status.Requested,
 			Sent: c.Intake.Contact.Status.Sent, Failed: c.Intake.Contact.Status.Failed, Redeemed: c.Intake.Contact.Status.Redeemed,
 			Delivered: c.Intake.Contact.Status.Delivered,
+			Resend:    c.Intake.Contact.Status.Resend, Revoke: c.Intake.Contact.Status.Revoke,
+			Revoked: c.Intake.Contact.Status.Revoked, Expired: c.Intake.Contact.Status.Expired,
 		},
 	})
 	if err != nil {

@@ -44,6 +44,9 @@ type Portal struct {
 type Columns struct {
 	Status, Portal, Roles, InvitedOn, Error      string
 	Requested, Sent, Failed, Redeemed, Delivered int
+	// Resend and Revoke are the values the Resend and Revoke buttons write
+	// (0: no such button); Revoked and Expired label the outcomes.
+	Resend, Revoke, Revoked, Expired int
 }
 
 // Config wires the demo pages to a running emulator.
@@ -85,6 +88,8 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.contacts)
 	mux.HandleFunc("POST /invite", h.invite)
+	mux.HandleFunc("POST /resend", h.command)
+	mux.HandleFunc("POST /revoke", h.command)
 	mux.HandleFunc("GET /outbox", h.outbox)
 	mux.HandleFunc("GET /style.css", h.style)
 	return http.StripPrefix(cfg.Prefix, http.NewCrossOriginProtection().Handler(mux)), nil
@@ -93,6 +98,7 @@ func New(cfg Config) (http.Handler, error) {
 type contactRow struct {
 	ID, Name, Email, Status, Portal, Roles, InvitedOn, Error string
 	CanInvite                                                bool
+	CanResend, CanRevoke                                     bool
 }
 
 type basePage struct {
@@ -126,6 +132,8 @@ func (h *handler) contacts(w http.ResponseWriter, r *http.Request) {
 		row.Status = h.statusLabel(rec[c.Status])
 		active := fmt.Sprint(rec["statecode"]) == "0"
 		row.CanInvite = row.Email != "" && active
+		row.CanResend = row.CanInvite && c.Resend != 0
+		row.CanRevoke = active && c.Revoke != 0
 		if !active {
 			row.Status = "Inactive contact"
 		}
@@ -156,6 +164,14 @@ func (h *handler) statusLabel(v any) string {
 	}
 	if c.Delivered != 0 && n == c.Delivered {
 		return "Delivered"
+	}
+	for _, o := range []struct {
+		v     int
+		label string
+	}{{c.Resend, "Resend requested"}, {c.Revoke, "Revoke requested"}, {c.Revoked, "Revoked"}, {c.Expired, "Expired"}} {
+		if o.v != 0 && n == o.v {
+			return o.label
+		}
 	}
 	return fmt.Sprint(n)
 }
@@ -195,6 +211,35 @@ func (h *handler) invite(w http.ResponseWriter, r *http.Request) {
 	flash := "Invitation requested: the connector will send it in a moment."
 	if err := h.patchContact(r.Context(), id, body); err != nil {
 		h.cfg.Logger.Error("demo invite", "contact_id", id, "err", err)
+		flash = "Could not update the contact: " + err.Error()
+	}
+	http.Redirect(w, r, h.cfg.Prefix+"/?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+}
+
+// command is the Resend invitation and Revoke invitation buttons: the
+// contact's status column gets the command value through the Web API as
+// the CRM user, as the ribbon's script does.
+func (h *handler) command(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	id := r.PostForm.Get("contact")
+	if !guidRe.MatchString(id) {
+		http.Error(w, "bad contact id", http.StatusBadRequest)
+		return
+	}
+	c := h.cfg.Columns
+	value, flash := c.Resend, "Resend requested: the connector sends the invitation again in a moment."
+	if strings.HasSuffix(r.URL.Path, "/revoke") {
+		value, flash = c.Revoke, "Revoke requested: the connector withdraws the invitation in a moment."
+	}
+	if value == 0 {
+		http.Error(w, "no such command", http.StatusNotFound)
+		return
+	}
+	if err := h.patchContact(r.Context(), id, map[string]any{c.Status: value}); err != nil {
+		h.cfg.Logger.Error("demo command", "contact_id", id, "path", r.URL.Path, "err", err)
 		flash = "Could not update the contact: " + err.Error()
 	}
 	http.Redirect(w, r, h.cfg.Prefix+"/?flash="+url.QueryEscape(flash), http.StatusSeeOther)
