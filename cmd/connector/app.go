@@ -91,6 +91,8 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		Hooks:  a.metrics.IntakeHooks(),
 		// Invitation emails are followed to Delivered or Failed.
 		Deliveries: deliveries, DeliveryRecheck: deliveryRecheck(cfg),
+		// Invitation emails wait for their senders' budgets (email.rate).
+		Pacer: newPortalPacer(cfg, a.rdb),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
@@ -126,6 +128,8 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		apiHandler, err := api.New(api.Config{
 			Keys: cfg.API.Keys, Invites: a.invites, Contacts: contactFinder{a.dv}, Redis: a.rdb,
 			KeyPrefix: cfg.Redis.KeyPrefix, Logger: log.With("component", "api"),
+			// GET /schedule reads the same pacing counters the workers spend.
+			Schedule: newPacedSenders(cfg, a.rdb, newPortalPacer(cfg, a.rdb), a.intake.Parked).schedule,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("api: %w", err)

@@ -93,6 +93,13 @@ func runInvite(ctx context.Context, e env, args []string) int {
 			return exitFail
 		}
 		bc.Queue = &bulk.Queue{Contacts: dv, Intake: q, Columns: contactColumns(c)}
+		// The finish time comes from the senders' budgets when they are
+		// paced, and the summary ends with their schedule.
+		ps := newPacedSenders(c, rdb, newPortalPacer(c, rdb), q.Parked)
+		if senders, err := ps.Senders(ctx); err == nil && len(senders) > 0 {
+			bc.Estimator = bulk.Budget{Senders: senders}
+			bc.Senders = ps
+		}
 	}
 	runner, err := bulk.New(bc)
 	if err != nil {

@@ -57,6 +57,9 @@ type Config struct {
 	MaxBodyBytes int64
 	Logger       *slog.Logger     // default discards
 	Now          func() time.Time // default time.Now
+	// Schedule reads the senders' schedule for GET /schedule; nil = no
+	// pacing (an empty list).
+	Schedule ScheduleSource
 }
 
 const (
@@ -76,6 +79,7 @@ type server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
+	schedule ScheduleSource
 }
 
 // handlerFunc is an API handler: it writes a success response itself and
@@ -98,6 +102,7 @@ func (s *server) routes() []route {
 		{method: http.MethodPost, path: basePath + "/invitations/{id}/resend", h: s.resendInvitation},
 		{method: http.MethodPost, path: basePath + "/invitations/{id}/revoke", h: s.revokeInvitation},
 		{method: http.MethodGet, path: basePath + "/openapi.json", public: true, h: s.openAPI},
+		{method: http.MethodGet, path: basePath + "/schedule", h: s.getSchedule},
 	}
 }
 
@@ -122,6 +127,7 @@ func New(cfg Config) (http.Handler, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		mux:      http.NewServeMux(),
+		schedule: cfg.Schedule,
 	}
 	for i, k := range cfg.Keys {
 		if strings.TrimSpace(k) == "" {

@@ -119,3 +119,12 @@ func (i *Intake) readContact(ctx context.Context, id string) (dataverse.Record, 
 	rec, err := i.cfg.Dataverse.Retrieve(ctx, "contacts", id, &dataverse.Query{Select: i.contactColumns(false)})
 	return rec, false, err
 }
+
+// Parked counts the requests waiting for a sender's budget (all replicas).
+func (i *Intake) Parked(ctx context.Context) (int64, error) {
+	n, err := i.rdb.ZCard(ctx, i.parkedKey()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("parked requests: %w", err)
+	}
+	return n, nil
+}
