@@ -177,7 +177,7 @@ func (l *Lifecycle) Send(ctx context.Context, li lifecycle.Invitation, index int
 		}
 	}
 	s.log.InfoContext(ctx, "reminder sent", "invitation", inv.ID, "contact", inv.ContactID, "reminder", index,
-		"new_code", patch["adx_invitationcode"] != nil)
+		"code_replaced", patch["adx_invitationcode"] != nil)
 	return nil
 }
 
