@@ -56,7 +56,7 @@ var permanent = []error{
 	ErrNotFound, ErrCodeUnknown, ErrCodeExpired, ErrCodeRevoked, ErrCodeUsedUp,
 	ErrExistingUser, ErrUsernameTaken, ErrBadCredentials, ErrTokenInvalid,
 	ErrUnknownPortal, ErrUnknownRole, ErrNoEmail, ErrInactiveContact,
-	ErrAlreadyPortalUser, ErrTermsRequired, ErrNotConfigured, ErrNoOpenInvitation,
+	ErrAlreadyPortalUser, ErrTermsRequired, ErrNotConfigured, ErrNoOpenInvitation, ErrCodeSuperseded,
 }
 
 // IsPermanent reports whether err is a domain outcome that a retry cannot

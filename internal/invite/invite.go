@@ -517,6 +517,9 @@ func (s *Service) resend(ctx context.Context, invitationID, contactETag string) 
 	if _, err := s.changeSet(ctx, "resend invitation", ops); err != nil {
 		return nil, contactChanged(err, contactETag)
 	}
+	if patch["adx_invitationcode"] != nil {
+		s.rememberSuperseded(ctx, inv.storedCode, inv.ExpiresAt)
+	}
 	if !pc.viaSMTP() {
 		inv.StatusCode, inv.Status = invStatusSent, StatusSent
 	}
@@ -630,7 +633,11 @@ func (s *Service) lookup(ctx context.Context, raw string) (*Invitation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find invitation code: %w", err)
 	}
-	return s.pickInvitation(page.Records, cq)
+	inv, err := s.pickInvitation(page.Records, cq)
+	if errors.Is(err, ErrCodeUnknown) && s.supersededLookup(ctx, cq) {
+		return nil, ErrCodeSuperseded
+	}
+	return inv, err
 }
 
 // codeQuery holds the values adx_invitationcode may hold for a presented

@@ -143,6 +143,9 @@ type Config struct {
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger     // default discards
 	Locker  Locker           // default in-process
+	// Superseded remembers codes a resend replaced; nil: their links show
+	// the unknown-code page.
+	Superseded Superseded
 	// LocalLoginDisabled: passwords do not count as a way to sign in, so
 	// UnlinkExternal keeps an account's last external login.
 	LocalLoginDisabled bool

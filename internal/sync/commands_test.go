@@ -2,9 +2,14 @@ package sync
 
 import (
 	"context"
+	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/d365portal/connector/internal/dataverse/emulator"
+	"github.com/d365portal/connector/internal/invite"
 )
 
 // setStatus sets contacts' invite status as the CRM user's button does.
@@ -180,5 +185,65 @@ func TestIntegrationResendRevokePoll(t *testing.T) {
 	}
 	if inv := c.invitationOf(t, c.contacts[1]); num(inv["statecode"]) != 1 || num(inv["statuscode"]) != 2 {
 		t.Errorf("revoked invitation %v/%v", inv["statecode"], inv["statuscode"])
+	}
+}
+
+var codeRe = regexp.MustCompile(`code=([A-Za-z0-9-]+)`)
+
+// codesSentTo are the invitation codes in the emails to addr, oldest first.
+func (c *cluster) codesSentTo(addr string) []string {
+	var out []string
+	for _, m := range c.em.Outbox() {
+		if len(m.To) == 1 && strings.EqualFold(m.To[0], addr) {
+			if s := codeRe.FindStringSubmatch(m.HTML); s != nil {
+				out = append(out, s[1])
+			}
+		}
+	}
+	return out
+}
+
+// TestIntegrationResendSupersedesCode: after a Resend with hashed codes the
+// old link is known as superseded on every replica (the record is in
+// Redis), the new one works, and after a Revoke the new one is withdrawn.
+func TestIntegrationResendSupersedesCode(t *testing.T) {
+	c := newCluster(t, clusterOpts{contacts: 1, instances: 2, workers: 1, webhooks: true, lease: time.Second})
+	ctx := context.Background()
+	id := c.contacts[0]
+	if err := c.flag(ctx, []string{id}, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.waitDrained([]string{id}, 30*time.Second)
+	c.setStatus(t, testCols.Resend, id)
+	c.em.WaitWebhooks()
+	c.waitStatus(t, testCols.Sent, id)
+	waitFor(t, "the second email", 10*time.Second, func() bool { return len(c.codesSentTo("invitee0000@example.com")) == 2 })
+	codes := c.codesSentTo("invitee0000@example.com")
+
+	// Another replica's service, sharing only Redis and Dataverse.
+	svc, err := invite.New(c.client(2*time.Millisecond), invite.Config{
+		Portals: []invite.Portal{{Name: itPortal, WebsiteID: emulator.DemoSiteID, BaseURL: "https://partners.contoso.example/",
+			Email: invite.EmailSettings{Sender: "systemuser:" + emulator.DemoMailerUserID}}},
+		Contact: testCols, PasswordHash: invite.HashAspNetV2, Superseded: NewSuperseded(c.redis.Client(t), itPrefix),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Lookup(ctx, codes[0]); !errors.Is(err, invite.ErrCodeSuperseded) {
+		t.Fatalf("old code: %v, want superseded", err)
+	}
+	if inv, err := svc.Lookup(ctx, codes[1]); err != nil || !strings.EqualFold(inv.ContactID, id) {
+		t.Fatalf("new code: %+v, %v", inv, err)
+	}
+	if _, err := svc.Lookup(ctx, "ABCD-EFGH-JKLM"); !errors.Is(err, invite.ErrCodeUnknown) && !errors.Is(err, invite.ErrCodeSuperseded) {
+		t.Fatalf("random code: %v", err)
+	} else if errors.Is(err, invite.ErrCodeSuperseded) {
+		t.Fatal("a code never issued reads as superseded")
+	}
+	c.setStatus(t, testCols.Revoke, id)
+	c.em.WaitWebhooks()
+	c.waitStatus(t, testCols.Revoked, id)
+	if _, err := svc.Lookup(ctx, codes[1]); !errors.Is(err, invite.ErrCodeRevoked) {
+		t.Fatalf("code after revoke: %v, want withdrawn", err)
 	}
 }

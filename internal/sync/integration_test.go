@@ -169,7 +169,7 @@ func (c *cluster) startInstance(name string) *instance {
 			Name: itPortal, WebsiteID: emulator.DemoSiteID, BaseURL: "https://partners.contoso.example/",
 			DefaultRoles: []string{"Partners"}, Email: invite.EmailSettings{Sender: "systemuser:" + emulator.DemoMailerUserID},
 		}},
-		Contact: testCols, PasswordHash: invite.HashAspNetV2, Locker: NewLocker(rdb, itPrefix),
+		Contact: testCols, PasswordHash: invite.HashAspNetV2, Locker: NewLocker(rdb, itPrefix), Superseded: NewSuperseded(rdb, itPrefix),
 		Logger: testLogger(t).With("instance", name, "component", "invite"),
 	})
 	if err != nil {
