@@ -74,6 +74,8 @@ func classify(err error) *Error {
 		return &Error{Status: http.StatusGone, Key: "code_expired", Err: err}
 	case errors.Is(err, invite.ErrCodeRevoked):
 		return &Error{Status: http.StatusGone, Key: "code_revoked", Err: err}
+	case errors.Is(err, invite.ErrCodeSuperseded):
+		return &Error{Status: http.StatusGone, Key: "code_superseded", Err: err}
 	case errors.Is(err, invite.ErrCodeUsedUp):
 		return &Error{Status: http.StatusGone, Key: "code_used", Err: err}
 	case errors.Is(err, invite.ErrTokenInvalid):
@@ -131,7 +133,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 		c.Header("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	switch e.Key {
-	case "code_unknown", "code_expired", "code_revoked", "code_used":
+	case "code_unknown", "code_expired", "code_revoked", "code_used", "code_superseded":
 		noReferrer(c)
 	}
 	s.renderError(c, e)

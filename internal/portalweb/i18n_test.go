@@ -57,7 +57,7 @@ func TestEveryMessageKeyExists(t *testing.T) {
 	}
 	// Error pages build their keys from Error.Key.
 	for _, k := range []string{"not_found", "method_not_allowed", "too_large", "bad_request", "cross_site", "form_expired",
-		"code_unknown", "code_expired", "code_revoked", "code_used", "token_invalid", "rate_limited", "unavailable", "internal"} {
+		"code_unknown", "code_expired", "code_revoked", "code_used", "code_superseded", "token_invalid", "rate_limited", "unavailable", "internal"} {
 		for _, part := range []string{".title", ".body"} {
 			checked++
 			if !en.has("error." + k + part) {

@@ -292,6 +292,8 @@ func (s *Server) errorActions(c *gin.Context, b *BasePage, e *Error) []Action {
 		return nil // the page shows the code box
 	case "code_expired", "code_revoked":
 		return []Action{{URL: "/register", Label: b.T("action.request_invitation"), Primary: true}, {URL: "/login", Label: b.T("action.sign_in")}}
+	case "code_superseded":
+		return []Action{{URL: "/login", Label: b.T("action.sign_in")}}
 	case "code_used":
 		return []Action{{URL: "/login", Label: b.T("action.sign_in"), Primary: true}, {URL: "/forgot-password", Label: b.T("action.forgot_password")}}
 	case "token_invalid":

@@ -207,6 +207,7 @@ func TestCodeProblemPages(t *testing.T) {
 		{invite.ErrCodeExpired, http.StatusGone, "expired", "/register"},
 		{invite.ErrCodeRevoked, http.StatusGone, "withdrawn", "/register"},
 		{invite.ErrCodeUsedUp, http.StatusGone, "already been used", "/forgot-password"},
+		{invite.ErrCodeSuperseded, http.StatusGone, "newer invitation", "/login"},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -230,7 +231,7 @@ func TestCodeProblemPages(t *testing.T) {
 		t.Fatal("unknown-code page has no code box")
 	}
 	seen[r.heading()] = true
-	if len(seen) != 4 {
+	if len(seen) != 5 {
 		t.Fatalf("pages are not distinct: %v", seen)
 	}
 	// A code too long to be one is refused without a lookup.
