@@ -12,6 +12,10 @@ import (
 	"github.com/d365portal/connector/internal/delivery"
 )
 
+// pacingGuard lengthens each sender's minute window (delivery.PacerOptions.Guard):
+// 2 s costs 3% of the per-minute rate.
+const pacingGuard = 2 * time.Second
+
 // newPortalPacer paces every portal whose email leaves from named mailboxes
 // (email.senders, or a mailbox email.sender) to email.rate per mailbox,
 // counted in Redis so the limits hold across replicas.
@@ -23,7 +27,9 @@ func newPortalPacer(cfg *config.Config, rdb *redis.Client) *delivery.PortalPacer
 				Name: name, PerMinute: p.Email.Rate.PerMinute, PerDay: p.Email.Rate.PerDay})
 		}
 	}
-	return delivery.NewPortalPacer(delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: cfg.Redis.KeyPrefix}), senders)
+	// The guard covers the time from a reservation to Exchange counting
+	// the message (a contact read and a change set, retries included).
+	return delivery.NewPortalPacer(delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: cfg.Redis.KeyPrefix, Guard: pacingGuard}), senders)
 }
 
 // pacedSenders reads the pacing counters of every paced portal's senders as
@@ -38,7 +44,7 @@ type pacedSenders struct {
 }
 
 func newPacedSenders(cfg *config.Config, rdb *redis.Client, pp *delivery.PortalPacer, parked func(context.Context) (int64, error)) pacedSenders {
-	s := pacedSenders{pacer: delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: cfg.Redis.KeyPrefix}),
+	s := pacedSenders{pacer: delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: cfg.Redis.KeyPrefix, Guard: pacingGuard}),
 		portals: pp, parked: parked}
 	for _, p := range cfg.Portals {
 		s.names = append(s.names, p.Name)

@@ -87,6 +87,12 @@ type PacerOptions struct {
 	// the script), so every replica counts on one clock whatever the skew
 	// between hosts. Tests inject a fake one.
 	Clock func() time.Time
+	// Guard lengthens the minute window a reservation counts in. The mail
+	// server counts a message when it is submitted, a moment after the
+	// reservation (the Dataverse requests in between, their retries): with
+	// a guard at least that moment, no rolling minute of submissions holds
+	// more than the cap. Default 0.
+	Guard time.Duration
 }
 
 // Pacer spends per-sender budgets kept in Redis, so the limits hold across
@@ -110,6 +116,9 @@ type Pacer struct {
 	rdb    redis.Scripter
 	prefix string
 	clock  func() time.Time
+	// reserve and state are the scripts with the minute window (plus
+	// Guard) written in.
+	reserve, state *redis.Script
 }
 
 // NewPacer returns a Pacer over rdb.
@@ -123,7 +132,14 @@ func NewPacer(rdb redis.Scripter, opts *PacerOptions) *Pacer {
 	}
 	// All keys share the {pace} hash tag so one script can touch any set of
 	// senders on a Redis Cluster too.
-	return &Pacer{rdb: rdb, prefix: o.KeyPrefix + "pace:{pace}:", clock: o.Clock}
+	p := &Pacer{rdb: rdb, prefix: o.KeyPrefix + "pace:{pace}:", clock: o.Clock,
+		reserve: reserveScript, state: stateScript}
+	if o.Guard > 0 {
+		minute := "local MINUTE, DAY = " + strconv.FormatInt((minuteWindow+o.Guard).Milliseconds(), 10) + ", 86400000"
+		p.reserve = redis.NewScript(strings.Replace(reserveSrc, "local MINUTE, DAY = 60000, 86400000", minute, 1))
+		p.state = redis.NewScript(strings.Replace(stateSrc, "local MINUTE, DAY = 60000, 86400000", minute, 1))
+	}
+	return p
 }
 
 // Reservation is the answer of Reserve.
@@ -151,7 +167,9 @@ func (r Reservation) OK() bool { return r.Sender != "" }
 // KEYS: seq, cursor, sender logs...  ARGV: now ms ("" = server clock), n,
 // then per-minute and per-day caps per sender.
 // Returns {index or -1, now ms, not-before ms or -1}.
-var reserveScript = redis.NewScript(paceLua + `
+var reserveScript = redis.NewScript(reserveSrc)
+
+const reserveSrc = paceLua + `
 local now = clock(ARGV[1])
 local n = tonumber(ARGV[2])
 local k = #KEYS - 2
@@ -173,14 +191,16 @@ for j = 0, k - 1 do
   if free >= 0 and (earliest < 0 or free < earliest) then earliest = free end
 end
 return {-1, now, earliest}
-`)
+`
 
 // stateScript reads each sender's counts for Schedule.
 //
 // KEYS: sender logs...  ARGV: now ms ("" = server clock), then caps per
 // sender. Returns {now ms, then per sender: last minute, last day, oldest
 // send in the day window ms or -1, next free ms or -1}.
-var stateScript = redis.NewScript(paceLua + `
+var stateScript = redis.NewScript(stateSrc)
+
+const stateSrc = paceLua + `
 local now = clock(ARGV[1])
 local out = {now}
 for i = 0, #KEYS - 1 do
@@ -194,7 +214,7 @@ for i = 0, #KEYS - 1 do
   table.insert(out, free)
 end
 return out
-`)
+`
 
 // paceLua is shared by both scripts. Times are integer milliseconds,
 // formatted with %d because Lua's default number formatting would round
@@ -256,7 +276,7 @@ func (p *Pacer) Reserve(ctx context.Context, senders []Sender, n int) (Reservati
 	}
 	keys = append([]string{p.prefix + "seq", p.cursorKey(keys)}, keys...)
 	args = append([]any{p.now(), n}, args...)
-	res, err := reserveScript.Run(ctx, p.rdb, keys, args...).Int64Slice()
+	res, err := p.reserve.Run(ctx, p.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return Reservation{}, fmt.Errorf("pacer reserve: %w", err)
 	}
@@ -297,7 +317,7 @@ func (p *Pacer) Schedule(ctx context.Context, senders []Sender) (at time.Time, s
 		return time.Time{}, nil, fmt.Errorf("pacer schedule: %w", err)
 	}
 	args = append([]any{p.now()}, args...)
-	res, err := stateScript.Run(ctx, p.rdb, keys, args...).Int64Slice()
+	res, err := p.state.Run(ctx, p.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return time.Time{}, nil, fmt.Errorf("pacer schedule: %w", err)
 	}
