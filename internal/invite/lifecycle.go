@@ -97,7 +97,8 @@ func (l *Lifecycle) Due(ctx context.Context, portal string, before time.Time) ([
 // new email regarding it, from the portal's sender and through its
 // channel, with a link that works (a new code when codes are stored
 // hashed, as Resend does). An earlier reminder email with the same index
-// and expiry (found by its subcategory) means it went out already.
+// and expiry (found by its subcategory) means it went out already. Nothing
+// sent: lifecycle.ErrNothingToDo.
 func (l *Lifecycle) Send(ctx context.Context, li lifecycle.Invitation, index int) error {
 	s := l.s
 	inv, err := s.Get(ctx, li.ID)
@@ -112,7 +113,7 @@ func (l *Lifecycle) Send(ctx context.Context, li lifecycle.Invitation, index int
 		return fmt.Errorf("reminder %d for %s: portal %s sends through SMTP and no SMTP channel is set", index, li.ID, pc.Name)
 	}
 	if inv.ContactID == "" {
-		return nil
+		return lifecycle.ErrNothingToDo
 	}
 	unlock, err := s.locker.Lock(ctx, "invite:"+inv.ContactID+":"+strings.ToLower(pc.Name), s.cfg.LockTTL)
 	if err != nil {
@@ -124,7 +125,7 @@ func (l *Lifecycle) Send(ctx context.Context, li lifecycle.Invitation, index int
 	}
 	now := s.now()
 	if !inv.Open(now) || inv.ContactHasIdentity || inv.ContactEmail == "" {
-		return nil
+		return lifecycle.ErrNothingToDo
 	}
 	marker := reminderMarker + strconv.Itoa(index) + ":" + strconv.FormatInt(inv.ExpiresAt.Unix(), 10)
 	page, err := s.dv.QueryPage(ctx, "emails", &dataverse.Query{Select: []string{"activityid"},
@@ -133,7 +134,7 @@ func (l *Lifecycle) Send(ctx context.Context, li lifecycle.Invitation, index int
 		return fmt.Errorf("reminder %d for %s: earlier reminder: %w", index, li.ID, err)
 	}
 	if len(page.Records) > 0 {
-		return nil
+		return lifecycle.ErrNothingToDo // sent before a crash kept it from being recorded
 	}
 	patch := map[string]any{}
 	var code Code
@@ -184,7 +185,8 @@ func (l *Lifecycle) Send(ctx context.Context, li lifecycle.Invitation, index int
 // Expire turns the contact of an invitation that expired unredeemed to
 // Expired. It does nothing when the invitation is no longer active, was
 // redeemed, or has not expired (a resend moved it), or when the contact is
-// a portal user, is already Expired, or has another open invitation.
+// a portal user, is already Expired, or has another open invitation
+// (lifecycle.ErrNothingToDo).
 func (l *Lifecycle) Expire(ctx context.Context, li lifecycle.Invitation) error {
 	s := l.s
 	inv, err := s.Get(ctx, li.ID)
@@ -193,24 +195,24 @@ func (l *Lifecycle) Expire(ctx context.Context, li lifecycle.Invitation) error {
 	}
 	now := s.now()
 	if inv.StateCode != invStateActive || inv.usedUp() || !inv.expired(now) || inv.ContactID == "" || inv.ContactHasIdentity {
-		return nil
+		return lifecycle.ErrNothingToDo
 	}
 	c, err := s.dv.Retrieve(ctx, "contacts", inv.ContactID, &dataverse.Query{Select: []string{s.cols.Status}})
 	if err != nil {
 		if dataverse.IsNotFound(err) {
-			return nil
+			return lifecycle.ErrNothingToDo
 		}
 		return fmt.Errorf("expire %s: contact %s: %w", li.ID, inv.ContactID, err)
 	}
 	if c.Int(s.cols.Status) == l.cfg.ExpiredStatus || c.Int(s.cols.Status) == s.cols.Redeemed {
-		return nil
+		return lifecycle.ErrNothingToDo
 	}
 	if open, err := s.List(ctx, ListFilter{ContactID: inv.ContactID, Status: "open"}); err != nil {
 		return fmt.Errorf("expire %s: %w", li.ID, err)
 	} else {
 		for i := range open {
 			if open[i].ID != inv.ID && open[i].Open(now) {
-				return nil
+				return lifecycle.ErrNothingToDo
 			}
 		}
 	}

@@ -32,10 +32,17 @@ type Invitations interface {
 // Reminder sends reminder index (the position in Portal.Reminders) for an
 // invitation: an email regarding it with a link that works. It should
 // check that the invitation is still open (it may have been redeemed since
-// Due listed it) and return nil without sending when it is not.
+// Due listed it) and return ErrNothingToDo without sending when it is not.
 type Reminder interface {
 	Send(ctx context.Context, inv Invitation, index int) error
 }
+
+// ErrNothingToDo is what Send or Expire return when they find nothing to
+// do: the invitation was redeemed or revoked since Due listed it, or the
+// reminder had gone out before (a retry after a crash). The action is
+// recorded done, counted in Report.Skipped, and not counted as sent or
+// expired in Metrics.
+var ErrNothingToDo = errors.New("lifecycle: nothing to do")
 
 // Expirer ends an invitation that expired unredeemed (the contact turns
 // Expired). It should be idempotent.
@@ -166,6 +173,7 @@ type Report struct {
 	ExpiryFailed    int
 	Held            int // claimed by another replica whose lease has not lapsed
 	Done            int // completed before, by any replica
+	Skipped         int // Send or Expire returned ErrNothingToDo
 }
 
 func (r *Report) add(o Report) {
@@ -175,6 +183,7 @@ func (r *Report) add(o Report) {
 	r.ExpiryFailed += o.ExpiryFailed
 	r.Held += o.Held
 	r.Done += o.Done
+	r.Skipped += o.Skipped
 }
 
 // Tick makes one pass over every portal. A failing Send or Expire is
@@ -253,6 +262,10 @@ func (s *Scheduler) run(ctx context.Context, rep *Report, p Portal, inv Invitati
 		err = s.expirer.Expire(actx, inv)
 	}
 	cancel()
+	skipped := errors.Is(err, ErrNothingToDo)
+	if skipped {
+		err = nil
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// Stopped mid-action: whether it happened is unknown, so the
@@ -269,11 +282,15 @@ func (s *Scheduler) run(ctx context.Context, rep *Report, p Portal, inv Invitati
 		log.Warn("lifecycle action failed; retried after the lease", "lease", s.lease, "err", err)
 		return nil
 	}
-	if index >= 0 {
+	switch {
+	case skipped:
+		rep.Skipped++
+		log.Debug("lifecycle action had nothing to do")
+	case index >= 0:
 		rep.RemindersSent++
 		s.metrics.ReminderSent(p.Name, index)
 		log.Info("reminder sent")
-	} else {
+	default:
 		rep.Expired++
 		s.metrics.InvitationExpired(p.Name)
 		log.Info("invitation expired")
