@@ -48,6 +48,12 @@ type clusterOpts struct {
 	pendingAlert time.Duration // default 30m
 	recheck      time.Duration // delivery poll re-check; default 1m
 	dropEmails   bool          // the load balancer loses every email webhook
+
+	// Pacing: each portal's senders, and the clock of the pacer and the
+	// intake (a scaled one, like the emulator's mailbox limits).
+	pace  map[string][]delivery.Sender
+	now   func() time.Time
+	guard time.Duration // delivery.PacerOptions.Guard, on the scaled clock
 }
 
 // cluster is the emulator, one redis-server and several Intake instances as
@@ -206,6 +212,10 @@ func (c *cluster) startInstance(name string) *instance {
 			t.Fatal(err)
 		}
 		cfg.DeliveryRecheck = c.o.recheck
+	}
+	if c.o.pace != nil {
+		cfg.Pacer = delivery.NewPortalPacer(delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: itPrefix, Clock: c.o.now, Guard: c.o.guard}), c.o.pace)
+		cfg.Now = c.o.now
 	}
 	in, err := New(cfg)
 	if err != nil {
