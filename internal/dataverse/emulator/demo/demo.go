@@ -133,7 +133,9 @@ func (h *handler) contacts(w http.ResponseWriter, r *http.Request) {
 		active := fmt.Sprint(rec["statecode"]) == "0"
 		row.CanInvite = row.Email != "" && active
 		row.CanResend = row.CanInvite && c.Resend != 0
-		row.CanRevoke = active && c.Revoke != 0
+		// Only rows with the Invite form get the command forms, so the
+		// first contact form on the page is always an Invite one.
+		row.CanRevoke = row.CanInvite && c.Revoke != 0
 		if !active {
 			row.Status = "Inactive contact"
 		}
