@@ -59,6 +59,10 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Links replaced by a resend say so on every replica.
+	if a.rdb != nil {
+		ic.Superseded = intake.NewSuperseded(a.rdb, cfg.Redis.KeyPrefix)
+	}
 	svc, err := invite.New(a.dv, ic)
 	if err != nil {
 		return nil, fmt.Errorf("invite: %w", err)
