@@ -30,6 +30,12 @@
 // "workers"), intake:retry, intake:dead, intake:dedupe:<key>,
 // intake:contact:<id> (lock), intake:poll:lock, intake:poll:delta.
 //
+// The Resend invitation and Revoke invitation buttons set the same status
+// column to the Resend or Revoke value; they travel the same way and the
+// worker, under the same lock, calls ResendForContact or RevokeForContact
+// (Commander) for the status it re-read, writing back only while the
+// contact still has that row version.
+//
 // RegisterWebhook and UnregisterWebhook manage the serviceendpoint and
 // sdkmessageprocessingstep rows that make Dataverse call the webhook.
 //
