@@ -128,3 +128,33 @@ func (i *Intake) Parked(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// invitedFor is how long a contact counts as just invited: duplicate
+// messages for one click (webhook retries, a second event, the poll) come
+// within it.
+const invitedFor = 10 * time.Minute
+
+func (i *Intake) invitedKey(contactID string) string {
+	return strings.TrimSuffix(i.keys.retry, "retry") + "invited:" + contactID
+}
+
+// recentlyInvited reports whether this contact was invited within
+// invitedFor (false when paced sending is off or Redis does not answer: the
+// cautious answer only costs a read before reserving).
+func (i *Intake) recentlyInvited(ctx context.Context, contactID string) bool {
+	if i.cfg.Pacer == nil {
+		return false
+	}
+	n, err := i.rdb.Exists(ctx, i.invitedKey(contactID)).Result()
+	return err == nil && n > 0
+}
+
+// markInvited notes an invitation sent, so duplicates do not spend budget.
+func (i *Intake) markInvited(ctx context.Context, contactID string) {
+	if i.cfg.Pacer == nil {
+		return
+	}
+	if err := i.rdb.Set(ctx, i.invitedKey(contactID), "1", invitedFor).Err(); err != nil {
+		i.log.Warn("could not note the invitation; a duplicate message may spend a sender's budget", "contact", contactID, "err", err)
+	}
+}

@@ -23,7 +23,7 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// Two senders of 2 a minute: 10 requests go out 4 per minute, the rest
+// Two senders of 2 a minute: 10 requests (each twice) go out 4 per minute, the rest
 // wait parked and are sent in their order once the window moves on, each
 // with the sender the pacer reserved, and no sender ever above its cap.
 func TestWorkerParksForSenderBudget(t *testing.T) {
@@ -44,15 +44,19 @@ func TestWorkerParksForSenderBudget(t *testing.T) {
 	const n = 10
 	for k := range n {
 		r.dv.set(contactID(k), testCols.Requested, "", "")
-		if _, err := i.Enqueue(ctx, Request{ContactID: contactID(k), Source: "test"}); err != nil {
-			t.Fatal(err)
+		// Each click arrives twice (webhook and poll): the duplicate must
+		// not spend a sender's budget.
+		for range 2 {
+			if _, err := i.Enqueue(ctx, Request{ContactID: contactID(k), Source: "test"}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	start(t, i)
 	calls := func() int { r.inv.mu.Lock(); defer r.inv.mu.Unlock(); return len(r.inv.calls) }
 	parked := func() int64 { return r.rdb.ZCard(ctx, i.parkedKey()).Val() }
 	for minute, want := range []int{4, 8, 10} {
-		waitFor(t, "sends in minute", 5*time.Second, func() bool { return calls() == want && parked() == int64(n-want) })
+		waitFor(t, "sends in minute", 5*time.Second, func() bool { return calls() == want && parked() == int64(2*(n-want)) })
 		// Nothing more goes out until the clock moves.
 		time.Sleep(50 * time.Millisecond)
 		if got := calls(); got != want {

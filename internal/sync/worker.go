@@ -229,9 +229,14 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 	if reservedFor == "" {
 		reservedFor = i.cfg.DefaultPortal
 	}
-	sender, err := i.reserve(ctx, reservedFor)
-	if err != nil {
-		return "", "", err
+	// A contact invited moments ago is most likely a duplicate message for
+	// the same click: read first and reserve only if it still asks.
+	sender, reserved := "", false
+	if !i.recentlyInvited(ctx, j.ContactID) {
+		if sender, err = i.reserve(ctx, reservedFor); err != nil {
+			return "", "", err
+		}
+		reserved = true
 	}
 	rec, full, err := i.readContact(ctx, j.ContactID)
 	if dataverse.IsNotFound(err) || errors.Is(err, invite.ErrNotFound) {
@@ -263,7 +268,7 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 			roles = r
 		}
 	}
-	if !strings.EqualFold(portal, reservedFor) {
+	if !reserved || !strings.EqualFold(portal, reservedFor) {
 		// The contact names another portal, with senders of its own.
 		if sender, err = i.reserve(ctx, portal); err != nil {
 			return "", "", err
@@ -280,6 +285,7 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
+	i.markInvited(ctx, j.ContactID)
 	channel := ""
 	if res != nil && res.EmailSent {
 		channel = res.Channel
