@@ -48,6 +48,10 @@ type connectorConfig struct {
 	CustomerSender func(*org) string
 	// TopLevel are YAML lines appended at the top level (e.g. an smtp block).
 	TopLevel string
+	// RatePerMinute is both portals' email.rate.per_minute. The default is
+	// far above any run's pace: the fault and load sections measure the
+	// pipeline, and pacing to the mailbox limits has runs of its own.
+	RatePerMinute int
 }
 
 func (c connectorConfig) yaml(addr string) string {
@@ -70,6 +74,11 @@ func (c connectorConfig) yaml(addr string) string {
 	if redemptions == 0 {
 		redemptions = 10
 	}
+	rate := c.RatePerMinute
+	if rate == 0 {
+		rate = 1_000_000
+	}
+	rateYAML := fmt.Sprintf("      rate:\n        per_minute: %d\n        per_day: %d\n", rate, 1000*rate)
 	level := c.LogLevel
 	if level == "" {
 		level = "warn"
@@ -128,21 +137,21 @@ identity:
     roles: ["Authenticated Users", "Partners", "Customers"]
     email:
       sender: "systemuser:%s"
-%s  - name: %q
+%s%s  - name: %q
     data_model: standard
     website_id: %q
     base_url: %q
     default_roles: ["Customers"]
     email:
       sender: %q
-%slog:
+%s%slog:
   level: %s
   format: json
 %s`, addr, c.PublicURL, proxies, lookups, redemptions,
 		g.OrgURL, g.CAFile, g.TenantID, g.ClientID, g.AuthorityHost,
 		c.RedisURL, workers, lease, webhookPath, poll, identity,
-		partnerPortal, g.seed.SiteID, c.PublicURL, g.seed.MailerUserID, c.EmailExtra,
-		customerPortal, g.seed.WebsiteID, c.PublicURL, customerSender, c.EmailExtra, level, c.TopLevel)
+		partnerPortal, g.seed.SiteID, c.PublicURL, g.seed.MailerUserID, c.EmailExtra, rateYAML,
+		customerPortal, g.seed.WebsiteID, c.PublicURL, customerSender, c.EmailExtra, rateYAML, level, c.TopLevel)
 }
 
 // replica is one `connector serve` process.
