@@ -27,6 +27,8 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	// SMTP is the submission server for portals whose email.channel is smtp.
 	SMTP SMTP `yaml:"smtp"`
+	// Telemetry is OpenTelemetry tracing (off by default).
+	Telemetry Telemetry `yaml:"telemetry"`
 
 	// Path is the file the configuration was loaded from ("" when built in).
 	Path string `yaml:"-"`

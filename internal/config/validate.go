@@ -321,6 +321,7 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 	c.validatePacing(v)
 	c.validateCommands(v)
 	c.validateLifecycle(v)
+	c.validateTelemetry(v)
 
 	// api
 	for i, key := range c.API.Keys {
