@@ -273,6 +273,9 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 		if c.hooks.OnRetry != nil {
 			c.hooks.OnRetry(info, wait)
 		}
+		if c.hooks.OnWait != nil {
+			c.hooks.OnWait(ctx, info, wait)
+		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "dataverse retry",
 			slog.String("op", cl.op), slog.Int("attempt", attempt), slog.Int("status", info.StatusCode),
 			slog.Duration("wait", wait), slog.String("error", err.Error()))

@@ -1,6 +1,7 @@
 package dataverse
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -38,6 +39,10 @@ type Hooks struct {
 	OnRequest  func(RequestInfo)                // after every attempt
 	OnRetry    func(RequestInfo, time.Duration) // before waiting for the next attempt, with the wait
 	OnThrottle func(RequestInfo, time.Duration) // on a 429, with its Retry-After (0 when absent)
+	// OnWait runs with OnRetry, before the wait, with the caller's context:
+	// tracing records the retry and its wait (a throttling wait on 429 and
+	// 503) on the caller's span, next to the per-try spans of the transport.
+	OnWait func(context.Context, RequestInfo, time.Duration)
 }
 
 // RequestInfo describes one HTTP attempt.
