@@ -21,7 +21,7 @@ type inProcess struct {
 	dv     *dataverse.Client
 	invite *invite.Service
 	intake *intake.Intake
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 }
 
 type inProcessOptions struct {

@@ -29,7 +29,7 @@ type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	dv      *dataverse.Client
 	invites *meteredService
 	intake  *intake.Intake
@@ -44,7 +44,7 @@ type app struct {
 
 // appOptions carry what differs between serve and dev.
 type appOptions struct {
-	Redis *redis.Client           // already connected
+	Redis redis.UniversalClient   // already connected
 	Extra map[string]http.Handler // extra mounts (dev: the demo pages)
 }
 

@@ -15,7 +15,7 @@ import (
 // service. Reminders of portals on the SMTP channel are left out (with a
 // warning): a reminder is created as a Dataverse email, and only the
 // invitation flow hands drafts to the SMTP channel. Their expiry still runs.
-func newLifecycle(c *config.Config, svc *invite.Service, rdb *redis.Client, m lifecycle.Metrics, log *slog.Logger) (*lifecycle.Scheduler, error) {
+func newLifecycle(c *config.Config, svc *invite.Service, rdb redis.UniversalClient, m lifecycle.Metrics, log *slog.Logger) (*lifecycle.Scheduler, error) {
 	lc := svc.Lifecycle(invite.LifecycleConfig{ExpiredStatus: c.Intake.Contact.Status.Expired})
 	var portals []lifecycle.Portal
 	for _, p := range c.Portals {

@@ -19,7 +19,7 @@ const pacingGuard = 2 * time.Second
 // newPortalPacer paces every portal whose email leaves from named mailboxes
 // (email.senders, or a mailbox email.sender) to email.rate per mailbox,
 // counted in Redis so the limits hold across replicas.
-func newPortalPacer(cfg *config.Config, rdb *redis.Client) *delivery.PortalPacer {
+func newPortalPacer(cfg *config.Config, rdb redis.UniversalClient) *delivery.PortalPacer {
 	senders := map[string][]delivery.Sender{}
 	for _, p := range cfg.Portals {
 		for _, name := range p.Email.SenderList() {
@@ -43,7 +43,7 @@ type pacedSenders struct {
 	parked  func(context.Context) (int64, error)
 }
 
-func newPacedSenders(cfg *config.Config, rdb *redis.Client, pp *delivery.PortalPacer, parked func(context.Context) (int64, error)) pacedSenders {
+func newPacedSenders(cfg *config.Config, rdb redis.UniversalClient, pp *delivery.PortalPacer, parked func(context.Context) (int64, error)) pacedSenders {
 	s := pacedSenders{pacer: delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: cfg.Redis.KeyPrefix, Guard: pacingGuard}),
 		portals: pp, parked: parked}
 	for _, p := range cfg.Portals {

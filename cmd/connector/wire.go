@@ -31,7 +31,7 @@ func newDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks) (*d
 }
 
 // newRedis connects to the configured Redis.
-func newRedis(c *config.Config) (*redis.Client, error) {
+func newRedis(c *config.Config) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(c.Redis.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
@@ -100,7 +100,7 @@ func inviteConfig(c *config.Config, log *slog.Logger, locker invite.Locker) (inv
 }
 
 // pingRedis reports whether Redis answers.
-func pingRedis(ctx context.Context, rdb *redis.Client) error {
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}

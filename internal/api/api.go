@@ -45,10 +45,10 @@ var ErrAmbiguousEmail = errors.New("more than one contact has this email address
 
 // Config is what New needs. Keys, Invites, Contacts and Redis are required.
 type Config struct {
-	Keys     []string      // accepted bearer keys (api.keys); at least one, none empty
-	Invites  Invites       // the invitation service
-	Contacts ContactFinder // resolves "email" in create requests and ?contact=<email>
-	Redis    *redis.Client // idempotency records
+	Keys     []string              // accepted bearer keys (api.keys); at least one, none empty
+	Invites  Invites               // the invitation service
+	Contacts ContactFinder         // resolves "email" in create requests and ?contact=<email>
+	Redis    redis.UniversalClient // idempotency records
 	// KeyPrefix is prepended to every Redis key ("pinv:"); default "connector:".
 	KeyPrefix string
 	// IdempotencyTTL is how long a response is kept for replay; default 24h.

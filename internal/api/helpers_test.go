@@ -162,7 +162,7 @@ type harness struct {
 	client   *http.Client
 	invites  *fakeInvites
 	contacts *fakeContacts
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	redis    *redistest.Server
 	logs     *syncBuffer
 	handler  http.Handler

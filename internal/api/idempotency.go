@@ -56,7 +56,7 @@ type record struct {
 var storedHeaders = []string{"Content-Type", "Location"}
 
 type idempotency struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
 }

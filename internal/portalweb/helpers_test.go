@@ -54,7 +54,7 @@ type harness struct {
 	srv   *Server
 	ts    *httptest.Server
 	redis *redistest.Server
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	logs  *syncBuffer
 	cfg   Config
 }

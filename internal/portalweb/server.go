@@ -67,7 +67,7 @@ type Config struct {
 	// for pages that do not name one. Default Accounts.Portals().
 	Portals []invite.Portal
 	// Redis holds sessions and rate-limit counters (required).
-	Redis *redis.Client
+	Redis redis.UniversalClient
 	// KeyPrefix is put in front of every Redis key. Default "pinv:".
 	KeyPrefix string
 	// SecureCookies marks the session cookie Secure (and names it with the
@@ -113,7 +113,7 @@ type Config struct {
 type Server struct {
 	accounts Accounts
 	portals  []invite.Portal
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
 	sm       *scs.SessionManager
 	limiter  *redis_rate.Limiter

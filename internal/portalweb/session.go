@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
@@ -36,9 +35,9 @@ const (
 	keySessionSaved  = "portalweb.session_saved"
 )
 
-func newSessionManager(cfg Config, rdb *redis.Client, prefix string) *scs.SessionManager {
+func newSessionManager(cfg Config, rdb redis.UniversalClient, prefix string) *scs.SessionManager {
 	sm := scs.New()
-	sm.Store = hashedStore{goredisstore.NewWithPrefix(rdb, prefix+"session:")}
+	sm.Store = hashedStore{rdb: rdb, prefix: prefix + "session:"}
 	sm.IdleTimeout = cfg.SessionIdleTimeout
 	if sm.IdleTimeout <= 0 {
 		sm.IdleTimeout = 30 * time.Minute
@@ -65,13 +64,19 @@ func newSessionManager(cfg Config, rdb *redis.Client, prefix string) *scs.Sessio
 }
 
 // hashedStore keeps sessions under the SHA-256 of their token, so whoever
-// reads Redis (a dump, a replica, a MONITOR) cannot replay a cookie.
-type hashedStore struct{ inner *goredisstore.RedisStore }
+// reads Redis (a dump, a replica, a MONITOR) cannot replay a cookie. It works
+// on any go-redis client, a Sentinel failover client included.
+type hashedStore struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
 
 func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
+
+func (h hashedStore) key(token string) string { return h.prefix + hashToken(token) }
 
 func (h hashedStore) Find(token string) ([]byte, bool, error) {
 	return h.FindCtx(context.Background(), token)
@@ -81,16 +86,24 @@ func (h hashedStore) Commit(token string, b []byte, expiry time.Time) error {
 }
 func (h hashedStore) Delete(token string) error { return h.DeleteCtx(context.Background(), token) }
 func (h hashedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
-	return h.inner.FindCtx(ctx, hashToken(token))
+	b, err := h.rdb.Get(ctx, h.key(token)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
 }
 func (h hashedStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
-	if !time.Now().Before(expiry) {
-		return h.inner.DeleteCtx(ctx, hashToken(token))
+	ttl := time.Until(expiry)
+	if ttl <= 0 {
+		return h.DeleteCtx(ctx, token)
 	}
-	return h.inner.CommitCtx(ctx, hashToken(token), b, expiry)
+	return h.rdb.Set(ctx, h.key(token), b, ttl).Err()
 }
 func (h hashedStore) DeleteCtx(ctx context.Context, token string) error {
-	return h.inner.DeleteCtx(ctx, hashToken(token))
+	return h.rdb.Del(ctx, h.key(token)).Err()
 }
 
 var _ scs.CtxStore = hashedStore{}

@@ -88,10 +88,10 @@ type Hooks struct {
 
 // Config configures an Intake. Zero values mean the defaults in the comments.
 type Config struct {
-	Redis     *redis.Client // required
-	KeyPrefix string        // prefix of every Redis key; default "pinv:"
-	Invites   Inviter       // required (workers)
-	Dataverse Dataverse     // required (webhook read-back, poller, workers)
+	Redis     redis.UniversalClient // required
+	KeyPrefix string                // prefix of every Redis key; default "pinv:"
+	Invites   Inviter               // required (workers)
+	Dataverse Dataverse             // required (webhook read-back, poller, workers)
 	// Contact names the invite columns on contact and the status values;
 	// Status is required.
 	Contact invite.ContactColumns
@@ -224,7 +224,7 @@ func (c *Config) validate() error {
 // replica. Several replicas share the queue through Redis.
 type Intake struct {
 	cfg  Config
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	log  *slog.Logger
 	keys keys
 	cols invite.ContactColumns

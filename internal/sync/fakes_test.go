@@ -205,7 +205,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 type rig struct {
 	srv *redistest.Server
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	dv  *fakeDV
 	inv *fakeInviter
 }

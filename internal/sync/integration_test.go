@@ -80,7 +80,7 @@ type cluster struct {
 type instance struct {
 	name   string
 	intake *Intake
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	cancel context.CancelFunc
 	dead   atomic.Bool
 }

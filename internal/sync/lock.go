@@ -57,7 +57,7 @@ func extendKey(ctx context.Context, rdb redis.Scripter, key, token string, ttl t
 // held, so a long Dataverse call cannot outlive it; a crashed holder's lock
 // expires after ttl.
 type redisLocker struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	log    *slog.Logger
 }
@@ -65,7 +65,7 @@ type redisLocker struct {
 // NewLocker returns an invite.Locker that keeps its locks in Redis under
 // prefix + "lock:", so invitations are serialised across replicas. cmd
 // passes it as invite.Config.Locker.
-func NewLocker(rdb *redis.Client, prefix string) invite.Locker {
+func NewLocker(rdb redis.UniversalClient, prefix string) invite.Locker {
 	return &redisLocker{rdb: rdb, prefix: prefix + "lock:", log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 

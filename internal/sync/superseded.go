@@ -17,13 +17,13 @@ import (
 // code named by its SHA-256 (plain codes never appear in key names), with
 // the old code's remaining lifetime as TTL.
 type supersededCodes struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 }
 
 // NewSuperseded returns the Redis store of replaced invitation codes for
 // invite.Config.Superseded; keys are <prefix>invite:superseded:<sha256>.
-func NewSuperseded(rdb *redis.Client, prefix string) invite.Superseded {
+func NewSuperseded(rdb redis.UniversalClient, prefix string) invite.Superseded {
 	return &supersededCodes{rdb: rdb, prefix: prefix + "invite:superseded:"}
 }
 
