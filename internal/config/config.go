@@ -90,6 +90,22 @@ type DataverseAuth struct {
 type Redis struct {
 	URL       string `yaml:"url"` // empty = embedded, dev only
 	KeyPrefix string `yaml:"key_prefix"`
+	// CAFile is a PEM file of the CAs that sign the Redis servers'
+	// certificates (TLS is then used even with a redis:// URL); default the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate and its key, for servers
+	// run with tls-auth-clients yes. Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Sentinel finds the primary through Redis Sentinel (see RedisSentinel).
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// MinAckedReplicas is how many replicas must hold an accepted webhook
+	// before Dataverse gets its 200 (WAIT); 0, the default, does not wait.
+	MinAckedReplicas int `yaml:"min_acked_replicas"`
+	// AckTimeout bounds that wait; past it the webhook is answered 503 and
+	// Dataverse retries. Default 1s.
+	AckTimeout Duration `yaml:"ack_timeout"`
 }
 
 // Intake is how invitation requests get in.

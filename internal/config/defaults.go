@@ -75,6 +75,7 @@ func (c *Config) applyDefaults(present map[string]bool) {
 	str(&dv.Auth.Method, "dataverse.auth.method", "client_secret")
 
 	str(&c.Redis.KeyPrefix, "redis.key_prefix", DefaultKeyPrefix)
+	dur(&c.Redis.AckTimeout, "redis.ack_timeout", time.Second)
 
 	in := &c.Intake
 	flag(&in.Webhook.Enabled, "intake.webhook.enabled", true)

@@ -460,4 +460,5 @@ func (c *Config) resolveFiles(dir string) {
 	if p := c.Dataverse.Auth.CertificatePath; p != "" && !filepath.IsAbs(p) {
 		c.Dataverse.Auth.CertificatePath = filepath.Join(dir, p)
 	}
+	c.resolveRedisFiles(dir)
 }

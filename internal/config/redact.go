@@ -27,6 +27,7 @@ func (c *Config) Redacted() *Config {
 		r.Identity.Providers[i].ClientSecret = hide(c.Identity.Providers[i].ClientSecret)
 	}
 	r.Redis.URL = redactURL(c.Redis.URL)
+	r.Redis.Sentinel.Password = hide(c.Redis.Sentinel.Password)
 	r.Telemetry.Traces.Endpoint = redactURL(c.Telemetry.Traces.Endpoint)
 	r.API.Keys = make([]string, len(c.API.Keys))
 	for i := range c.API.Keys {

@@ -322,6 +322,7 @@ func (c *Config) validate(opts Options, lines map[string]int) error {
 	c.validateCommands(v)
 	c.validateLifecycle(v)
 	c.validateTelemetry(v)
+	c.validateRedis(v, opts)
 
 	// api
 	for i, key := range c.API.Keys {
