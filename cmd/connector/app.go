@@ -20,6 +20,7 @@ import (
 	"github.com/d365portal/connector/internal/lifecycle"
 	"github.com/d365portal/connector/internal/metrics"
 	"github.com/d365portal/connector/internal/portalweb"
+	"github.com/d365portal/connector/internal/redisconn"
 	intake "github.com/d365portal/connector/internal/sync"
 )
 
@@ -36,6 +37,8 @@ type app struct {
 	handler http.Handler
 	// lifecycle sends reminders and expires invitations on a schedule.
 	lifecycle *lifecycle.Scheduler
+	// sentinels answers /readyz with redis.sentinel; nil without it.
+	sentinels *redisconn.SentinelChecker
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -52,6 +55,9 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 	a := &app{cfg: cfg, log: log, metrics: metrics.New(), rdb: o.Redis}
 	var err error
 	if a.dv, err = newDataverse(cfg, log.With("component", "dataverse"), a.metrics.DataverseHooks()); err != nil {
+		return nil, err
+	}
+	if a.sentinels, err = newSentinelChecker(cfg); err != nil {
 		return nil, err
 	}
 	locker := intake.NewLocker(a.rdb, cfg.Redis.KeyPrefix)
@@ -169,6 +175,12 @@ func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	var problems []string
+	if a.sentinels != nil {
+		// The failover client finds the primary through any one sentinel.
+		if rep := a.sentinels.Check(ctx); !rep.Ready() {
+			problems = append(problems, "redis: no sentinel answers ("+strings.Join(rep.Down(), ", ")+")")
+		}
+	}
 	if err := a.intake.Ready(ctx); err != nil {
 		problems = append(problems, "redis: unavailable")
 	}
@@ -238,6 +250,9 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	}
 	if err := a.rdb.Close(); err != nil {
 		a.log.Warn("redis close", "err", err)
+	}
+	if a.sentinels != nil {
+		_ = a.sentinels.Close()
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr

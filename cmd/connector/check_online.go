@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/invite"
+	"github.com/d365portal/connector/internal/redisconn"
 	intake "github.com/d365portal/connector/internal/sync"
 )
 
@@ -40,16 +42,7 @@ func checkOnline(ctx context.Context, e env, c *config.Config) int {
 	cl.ok("configuration %s is valid (%d portal(s))", c.Path, len(c.Portals))
 	log := newLogger(config.Log{Level: "error", Format: "text"}, e.Stderr)
 
-	rdb, err := newRedis(c)
-	if err == nil {
-		defer rdb.Close()
-		err = pingRedis(ctx, rdb)
-	}
-	if err != nil {
-		cl.fail("check redis.url and that Redis is running and reachable from here", "Redis: %v", err)
-	} else {
-		cl.ok("Redis answers at %s", redactedRedis(c.Redis.URL))
-	}
+	checkRedis(ctx, cl, c)
 	checkProviders(ctx, cl, c)
 
 	hc, err := dataverse.NewHTTPClient(c.Dataverse.CAFile)
@@ -178,6 +171,50 @@ func firstLine(err error) string {
 		return s[:i]
 	}
 	return s
+}
+
+// checkRedis pings Redis through the client serve would build and, with
+// redis.sentinel, asks every sentinel for the primary, naming each that does
+// not answer.
+func checkRedis(ctx context.Context, cl *checklist, c *config.Config) {
+	if c.Redis.Sentinel.Enabled() {
+		if sc, err := newSentinelChecker(c); err != nil {
+			cl.fail("fix redis.sentinel", "Redis Sentinel: %v", err)
+		} else {
+			defer sc.Close()
+			for _, st := range sc.Check(ctx) {
+				if st.Err != nil {
+					cl.fail("check that this sentinel runs, is reachable from here and monitors redis.sentinel.master_name (and redis.sentinel.password)",
+						"sentinel %s does not answer: %v", st.Addr, st.Err)
+				} else {
+					cl.ok("sentinel %s names %s as primary of %q", st.Addr, st.Primary, c.Redis.Sentinel.MasterName)
+				}
+			}
+		}
+	}
+	var tlsErr *redisconn.TLSError
+	rdb, err := newRedis(c)
+	if err == nil {
+		defer rdb.Close()
+		err = pingRedis(ctx, rdb)
+	}
+	tlsOn := strings.HasPrefix(c.Redis.URL, "rediss://") || c.Redis.CAFile != "" || c.Redis.CertFile != ""
+	over := ""
+	if tlsOn {
+		over = " over TLS"
+	}
+	switch {
+	case errors.As(err, &tlsErr):
+		cl.fail("fix redis.ca_file (the CA that signed the server's certificate), the host name, or redis.cert_file/redis.key_file", "Redis: %v", err)
+	case err != nil && c.Redis.Sentinel.Enabled():
+		cl.fail("check redis.sentinel and that a primary is up (the sentinels name it)", "Redis primary of %q through Sentinel: %v", c.Redis.Sentinel.MasterName, err)
+	case err != nil:
+		cl.fail("check redis.url and that Redis is running and reachable from here", "Redis: %v", err)
+	case c.Redis.Sentinel.Enabled():
+		cl.ok("Redis primary of %q found through Sentinel and answers%s", c.Redis.Sentinel.MasterName, over)
+	default:
+		cl.ok("Redis answers at %s%s", redactedRedis(c.Redis.URL), over)
+	}
 }
 
 func redactedRedis(u string) string {

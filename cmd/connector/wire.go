@@ -12,6 +12,7 @@ import (
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/invite"
+	"github.com/d365portal/connector/internal/redisconn"
 )
 
 // newDataverse builds the Web API client and its credential from config.
@@ -30,13 +31,28 @@ func newDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks) (*d
 	}, cred, &dataverse.Options{HTTPClient: hc, Logger: log, Hooks: hooks})
 }
 
-// newRedis connects to the configured Redis.
+// newRedis builds the client for the configured Redis (TLS, Sentinel). It
+// does not connect; pingRedis does.
 func newRedis(c *config.Config) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(c.Redis.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
+	return redisconn.New(redisOptions(c))
+}
+
+// redisOptions maps the redis section onto redisconn's options.
+func redisOptions(c *config.Config) redisconn.Options {
+	r := c.Redis
+	return redisconn.Options{
+		URL: r.URL, CAFile: r.CAFile, CertFile: r.CertFile, KeyFile: r.KeyFile,
+		Sentinel: redisconn.Sentinel{MasterName: r.Sentinel.MasterName, Addrs: r.Sentinel.Addrs, Password: r.Sentinel.Password},
 	}
-	return redis.NewClient(opt), nil
+}
+
+// newSentinelChecker asks the configured sentinels for the primary, for
+// check and /readyz; nil without redis.sentinel.
+func newSentinelChecker(c *config.Config) (*redisconn.SentinelChecker, error) {
+	if !c.Redis.Sentinel.Enabled() || c.Redis.URL == "" {
+		return nil, nil
+	}
+	return redisconn.NewSentinelChecker(redisOptions(c))
 }
 
 // inviteConfig maps the file's keys onto the domain's plain values.
