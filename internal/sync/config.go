@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/invite"
@@ -122,6 +123,11 @@ type Config struct {
 	// Pacer holds invitation emails to the senders' budgets; nil = no
 	// pacing beyond Dataverse's own (the slower of the two sets the pace).
 	Pacer Pacer
+
+	// Tracing makes each invitation one trace: the webhook request, the
+	// enqueue (its trace context kept in the stream entry), each worker
+	// attempt and the email's follow-up; nil = off.
+	Tracing trace.TracerProvider
 }
 
 const (
@@ -228,6 +234,8 @@ type Intake struct {
 	log  *slog.Logger
 	keys keys
 	cols invite.ContactColumns
+	// trace is the tracer; off unless Config.Tracing is on.
+	trace tracing
 
 	schedule cron.Schedule
 	locker   *redisLocker
@@ -277,6 +285,7 @@ func New(cfg Config) (*Intake, error) {
 		keys: newKeys(cfg.KeyPrefix),
 		cols: cfg.Contact,
 	}
+	i.trace = newTracing(cfg.Tracing)
 	if cfg.Poll.Enabled {
 		s, err := cron.ParseStandard(cfg.Poll.Schedule)
 		if err != nil {

@@ -241,17 +241,20 @@ func (i *Intake) follow(ctx context.Context, j job) (string, error) {
 		return "", fmt.Errorf("contact %s is busy: %w", j.ContactID, err)
 	}
 	defer unlock()
+	ctx, span := i.followSpan(ctx, j.ContactID)
 	res, err := i.cfg.Deliveries.Follow(ctx, j.ContactID)
+	outcome := OutcomeSkipped
+	switch res.Outcome {
+	case delivery.OutcomeDelivered:
+		outcome = OutcomeDelivered
+	case delivery.OutcomeFailed, delivery.OutcomeStuck:
+		outcome = OutcomeUndelivered
+	}
+	i.endFollow(ctx, span, j.ContactID, res.EmailID, outcome, err)
 	if err != nil {
 		return "", err
 	}
-	switch res.Outcome {
-	case delivery.OutcomeDelivered:
-		return OutcomeDelivered, nil
-	case delivery.OutcomeFailed, delivery.OutcomeStuck:
-		return OutcomeUndelivered, nil
-	}
-	return OutcomeSkipped, nil
+	return outcome, nil
 }
 
 // PollDeliveries is the safety net under the email webhook (delivered at

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/dataverse/emulator"
@@ -21,6 +22,7 @@ import (
 	"github.com/d365portal/connector/internal/delivery"
 	"github.com/d365portal/connector/internal/invite"
 	"github.com/d365portal/connector/internal/redistest"
+	"github.com/d365portal/connector/internal/telemetry"
 )
 
 const (
@@ -54,6 +56,9 @@ type clusterOpts struct {
 	pace  map[string][]delivery.Sender
 	now   func() time.Time
 	guard time.Duration // delivery.PacerOptions.Guard, on the scaled clock
+
+	// tracing, when set, traces every replica and its Dataverse client.
+	tracing trace.TracerProvider
 }
 
 // cluster is the emulator, one redis-server and several Intake instances as
@@ -156,10 +161,19 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 
 func (c *cluster) client(retryDelay time.Duration) *dataverse.Client {
 	// The pacer must know the (scaled) service-protection window.
-	dv, err := dataverse.New(dataverse.Config{URL: c.em.OrgURL, MaxRetries: 8}, nil, &dataverse.Options{
+	opts := &dataverse.Options{
 		HTTPClient: c.em.HTTPClient, RetryDelay: retryDelay, MaxRetryDelay: 50 * time.Millisecond,
 		RateLimitWindow: c.o.limits.Window,
-	})
+	}
+	if c.o.tracing != nil {
+		hc := *c.em.HTTPClient
+		hc.Transport = telemetry.NewTransport(hc.Transport, c.o.tracing, telemetry.Propagator())
+		opts.HTTPClient = &hc
+		opts.Hooks.OnWait = func(ctx context.Context, ri dataverse.RequestInfo, d time.Duration) {
+			telemetry.RecordRetry(ctx, ri.Attempt, d, ri.StatusCode)
+		}
+	}
+	dv, err := dataverse.New(dataverse.Config{URL: c.em.OrgURL, MaxRetries: 8}, nil, opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -186,7 +200,7 @@ func (c *cluster) startInstance(name string) *instance {
 		Webhook: WebhookConfig{Enabled: true, AuthType: AuthWebhookKey, AuthValue: itSecret},
 		Workers: c.o.workers, MaxAttempts: 10, Lease: c.o.lease,
 		RetryDelay: 20 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond,
-		Consumer: name, Logger: testLogger(t).With("instance", name),
+		Consumer: name, Logger: testLogger(t).With("instance", name), Tracing: c.o.tracing,
 		Hooks: Hooks{
 			Webhook: func(o string) { counter(&c.outcomes, o).Add(1) },
 			Enqueue: func(src string, ok bool) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/codes"
 )
 
 // Request asks for one contact to be invited.
@@ -62,6 +63,10 @@ type job struct {
 	// Order is the stream id, zero-padded, the request had when it was first
 	// parked for a sender's budget: parked requests keep their order.
 	Order string `json:"order,omitempty"`
+	// Trace is the W3C trace context of the enqueue (traceparent,
+	// tracestate) when tracing is on: the worker's span continues that
+	// trace, through retries and parking.
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // QueueStats describe the shared queue (all replicas).
@@ -105,7 +110,10 @@ func (i *Intake) Enqueue(ctx context.Context, r Request) (enqueued bool, err err
 	case r.Kind != KindInvite && r.Kind != KindDelivery:
 		return false, fmt.Errorf("enqueue: unknown request kind %q", r.Kind)
 	}
+	ctx, span, carrier := i.enqueueSpan(ctx, r)
+	defer span.End()
 	j := job{
+		Trace:     carrier,
 		ContactID: id, Portal: r.Portal, Roles: r.Roles, InitiatingUserID: r.InitiatingUserID,
 		Source: r.Source, DedupeKey: r.DedupeKey, RequestID: r.RequestID, Enqueued: i.cfg.Now().UnixMilli(),
 		Kind: r.Kind, EmailID: emailID, RegardingTable: r.RegardingTable, RegardingID: strings.ToLower(r.RegardingID),
@@ -130,6 +138,7 @@ func (i *Intake) Enqueue(ctx context.Context, r Request) (enqueued bool, err err
 		i.log.DebugContext(ctx, "enqueue: duplicate", "contact", id, "email", emailID, "source", r.Source, "dedupe", r.DedupeKey)
 		return false, nil
 	case err != nil:
+		span.SetStatus(codes.Error, "")
 		return false, fmt.Errorf("enqueue contact %s email %s: %w", id, emailID, err)
 	}
 	i.hookEnqueue(r.Source, true)

@@ -46,7 +46,7 @@ func (i *Intake) WebhookHandler() http.Handler {
 	return http.HandlerFunc(i.serveWebhook)
 }
 
-func (i *Intake) serveWebhook(w http.ResponseWriter, r *http.Request) {
+func (i *Intake) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if !i.cfg.Webhook.Enabled {
 		http.NotFound(w, r)
 		return
@@ -132,6 +132,9 @@ func (i *Intake) serveWebhook(w http.ResponseWriter, r *http.Request) {
 func (i *Intake) answer(w http.ResponseWriter, status int, outcome string) {
 	if i.cfg.Hooks.Webhook != nil {
 		i.cfg.Hooks.Webhook(outcome)
+	}
+	if sw, ok := w.(*statusWriter); ok {
+		sw.outcome = outcome
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)

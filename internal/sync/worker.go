@@ -161,9 +161,11 @@ func (i *Intake) handle(ctx context.Context, m redis.XMessage, claimed bool) {
 			return
 		}
 	}
+	ctx, span := i.processSpan(ctx, &j, m.ID, claimed)
 	stop := i.heartbeat(ctx, m.ID)
 	outcome, err := i.run(ctx, &j)
 	stop()
+	defer endProcess(span, outcome, err)
 	since := time.Duration(0)
 	if j.Enqueued > 0 {
 		since = i.cfg.Now().Sub(time.UnixMilli(j.Enqueued))
@@ -286,6 +288,9 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 		return "", "", err
 	}
 	i.markInvited(ctx, j.ContactID)
+	if res != nil && res.EmailSent {
+		i.rememberInvitationTrace(ctx, j.ContactID)
+	}
 	channel := ""
 	if res != nil && res.EmailSent {
 		channel = res.Channel

@@ -39,3 +39,7 @@ func Off(tp trace.TracerProvider) bool {
 	}
 	return false
 }
+
+// Nop returns the provider New returns with tracing off, for components
+// given no provider.
+func Nop() trace.TracerProvider { return offProvider{} }

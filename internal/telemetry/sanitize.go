@@ -45,6 +45,9 @@ const (
 	KeyChannel       = attribute.Key("connector.delivery.channel")       // Name: dataverse or smtp
 	KeyRetryWaitMS   = attribute.Key("connector.retry.wait_ms")          // Number: the wait before a retry
 	KeyRetryAfter    = attribute.Key("http.response.header.retry-after") // Name, per value
+	KeyAttempt       = attribute.Key("connector.attempt")                // Number: 1 for a queued request's first try
+	KeySource        = attribute.Key("connector.source")                 // Name: webhook, poll, api, cli
+	KeyKind          = attribute.Key("connector.kind")                   // Name: invite, delivery, email
 )
 
 // DefaultRules is the allow-list: the semantic-convention keys the
@@ -87,6 +90,9 @@ func DefaultRules() map[attribute.Key]Rule {
 		KeyChannel:                            Name,
 		KeyRetryWaitMS:                        Number,
 		KeyRetryAfter:                         Name,
+		KeyAttempt:                            Number,
+		KeySource:                             Name,
+		KeyKind:                               Name,
 		semconv.HTTPResponseBodySizeKey:       Number,
 	}
 }
