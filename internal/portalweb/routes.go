@@ -24,6 +24,9 @@ func (s *Server) routes() *gin.Engine {
 	r.RemoveExtraSlash = false
 	r.ContextWithFallback = true
 	_ = r.SetTrustedProxies(nil) // client addresses come from clientIP, which knows the trusted proxies
+	if s.tracing {
+		r.Use(routeSpan)
+	}
 	r.Use(s.requestContext, s.recoverPanics, s.securityHeaders, s.limitBody)
 
 	r.GET("/static/:file", s.assets.serve)

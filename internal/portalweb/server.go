@@ -16,9 +16,11 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/d365portal/connector/internal/identity"
 	"github.com/d365portal/connector/internal/invite"
+	"github.com/d365portal/connector/internal/telemetry"
 )
 
 // Accounts is what the site needs from the invitation domain;
@@ -106,6 +108,10 @@ type Config struct {
 	// trailing slash): a provider's redirect URI is PublicURL +
 	// CallbackPath(name). Required with Providers.
 	PublicURL string
+
+	// Tracing gives each request a server span named by its route; nil =
+	// off.
+	Tracing trace.TracerProvider
 }
 
 // Server is the portal site. Create it with New; it is safe for concurrent
@@ -134,6 +140,11 @@ type Server struct {
 	portalProviders    map[string][]string // lower-case portal name -> provider names
 	localLoginDisabled bool
 	publicURL          string
+
+	// tracing: routes name the request's span; handler is the engine
+	// inside its server span (the engine itself with tracing off).
+	tracing bool
+	handler http.Handler
 }
 
 // New checks cfg, parses every template and message file, and builds the
@@ -210,12 +221,14 @@ func New(cfg Config) (*Server, error) {
 	if !s.secure {
 		s.log.Warn("portal session cookies are not marked Secure; use this only for development over plain HTTP")
 	}
+	s.tracing = !telemetry.Off(cfg.Tracing)
 	s.engine = s.routes()
+	s.handler = s.traced(cfg.Tracing)
 	return s, nil
 }
 
 // Handler returns the site's http.Handler.
-func (s *Server) Handler() http.Handler { return s.engine }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 func (r RateLimits) withDefaults() RateLimits {
 	def := func(v *int, d int) {
