@@ -103,6 +103,8 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		Deliveries: deliveries, DeliveryRecheck: deliveryRecheck(cfg),
 		// Invitation emails wait for their senders' budgets (email.rate).
 		Pacer: newPortalPacer(cfg, a.rdb),
+		// An accepted webhook is on a replica before Dataverse hears 200.
+		MinAckedReplicas: cfg.Redis.MinAckedReplicas, AckTimeout: cfg.Redis.AckTimeout.D(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)

@@ -87,6 +87,7 @@ func runInvite(ctx context.Context, e env, args []string) int {
 			Redis: rdb, KeyPrefix: c.Redis.KeyPrefix, Invites: svc, Dataverse: dv, Contact: contactColumns(c),
 			DefaultPortal: c.Portals[0].Name, Webhook: intake.WebhookConfig{Enabled: false},
 			Poll: intake.PollConfig{Enabled: false}, Logger: log,
+			MinAckedReplicas: c.Redis.MinAckedReplicas, AckTimeout: c.Redis.AckTimeout.D(),
 		})
 		if err != nil {
 			fmt.Fprintf(e.Stderr, "connector invite: %v\n", err)

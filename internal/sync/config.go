@@ -119,6 +119,14 @@ type Config struct {
 	// DeliveryRecheck is how often the delivery poll looks again at a
 	// contact whose invitation email is still unsent; default 1m.
 	DeliveryRecheck time.Duration
+	// MinAckedReplicas is how many replicas must hold an enqueue (Redis
+	// WAIT) before Enqueue reports it done, so a webhook answered 200 survives
+	// a failover; fewer within AckTimeout is an error (the webhook answers
+	// 503 and Dataverse sends it again). 0, the default, does not wait.
+	MinAckedReplicas int
+	// AckTimeout bounds that wait; default 1s. It must stay below the Redis
+	// client's read timeout (3s by default).
+	AckTimeout time.Duration
 
 	// Pacer holds invitation emails to the senders' budgets; nil = no
 	// pacing beyond Dataverse's own (the slower of the two sets the pace).

@@ -130,8 +130,7 @@ func (i *Intake) Enqueue(ctx context.Context, r Request) (enqueued bool, err err
 	if r.DedupeTTL > 0 {
 		ttl = r.DedupeTTL
 	}
-	msgID, err := enqueueScript.Run(ctx, i.rdb, []string{i.keys.stream, dedupe},
-		body, ttl.Milliseconds(), use).Text()
+	msgID, err := i.runEnqueue(ctx, []string{i.keys.stream, dedupe}, body, ttl.Milliseconds(), use)
 	switch {
 	case errors.Is(err, redis.Nil):
 		i.hookEnqueue(r.Source, false)
