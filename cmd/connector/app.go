@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/d365portal/connector/internal/api"
 	"github.com/d365portal/connector/internal/config"
@@ -40,6 +41,9 @@ type app struct {
 	// sentinels answers /readyz with redis.sentinel; nil without it.
 	sentinels *redisconn.SentinelChecker
 
+	// stopTracing flushes traces once intake has stopped (nil: off).
+	stopTracing func(context.Context) error
+
 	readyMu    sync.Mutex
 	readyAt    time.Time
 	readyError error
@@ -49,12 +53,16 @@ type app struct {
 type appOptions struct {
 	Redis redis.UniversalClient   // already connected
 	Extra map[string]http.Handler // extra mounts (dev: the demo pages)
+	// Tracing traces invitations, Dataverse requests, portal and API
+	// requests (nil: off); StopTracing flushes it at the end of run.
+	Tracing     trace.TracerProvider
+	StopTracing func(context.Context) error
 }
 
 func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, metrics: metrics.New(), rdb: o.Redis}
+	a := &app{cfg: cfg, log: log, metrics: metrics.New(), rdb: o.Redis, stopTracing: o.StopTracing}
 	var err error
-	if a.dv, err = newDataverse(cfg, log.With("component", "dataverse"), a.metrics.DataverseHooks()); err != nil {
+	if a.dv, err = newTracedDataverse(cfg, log.With("component", "dataverse"), a.metrics.DataverseHooks(), o.Tracing); err != nil {
 		return nil, err
 	}
 	if a.sentinels, err = newSentinelChecker(cfg); err != nil {
@@ -103,6 +111,8 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		Deliveries: deliveries, DeliveryRecheck: deliveryRecheck(cfg),
 		// Invitation emails wait for their senders' budgets (email.rate).
 		Pacer: newPortalPacer(cfg, a.rdb),
+		// One trace per invitation, from the webhook to the email's outcome.
+		Tracing: o.Tracing,
 		// An accepted webhook is on a replica before Dataverse hears 200.
 		MinAckedReplicas: cfg.Redis.MinAckedReplicas, AckTimeout: cfg.Redis.AckTimeout.D(),
 	})
@@ -130,7 +140,7 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		},
 		TrustedProxies: s.TrustedProxies, DefaultLanguage: s.Language, Logger: log.With("component", "portal"),
 		Providers: idp, PortalProviders: portalProviders(cfg), LocalLoginDisabled: !cfg.Identity.LocalLoginOn(),
-		PublicURL: s.PublicURL,
+		PublicURL: s.PublicURL, Tracing: o.Tracing,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
@@ -146,7 +156,7 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		if err != nil {
 			return nil, fmt.Errorf("api: %w", err)
 		}
-		mux.Handle("/api/v1/", apiHandler)
+		mux.Handle("/api/v1/", traceAPI(apiHandler, o.Tracing))
 	}
 	mux.Handle(in.Webhook.Path, a.intake.WebhookHandler())
 	mux.Handle("GET /metrics", a.metrics.Handler())
@@ -250,6 +260,8 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	if err := a.intake.Shutdown(sctx); err != nil {
 		a.log.Warn("intake shutdown", "err", err)
 	}
+	// The workers' spans have ended: send what is queued.
+	flushTracing(a.log, a.stopTracing)
 	if err := a.rdb.Close(); err != nil {
 		a.log.Warn("redis close", "err", err)
 	}

@@ -42,6 +42,7 @@ func runDev(ctx context.Context, e env, args []string) int {
 	mail := addEmailSyncFlags(fs, 1500*time.Millisecond)
 	pendingAlert := fs.Duration("pending-alert-after", time.Minute, "how long an invitation email may stay unsent before the contact shows Failed (portals[].email.pending_alert_after)")
 	expiresAfter := fs.String("expires-after", "", "how long invitations stay open, e.g. 3m to watch reminders and expiry (portals[].invitation.expires_after; default 14d)")
+	tracesEndpoint := fs.String("traces-endpoint", "", "send OpenTelemetry traces (OTLP over HTTP) to this URL, e.g. http://127.0.0.1:4318 (telemetry.traces.endpoint; the OTEL_* variables apply)")
 	reminders := fs.String("reminders", "", "comma-separated durations before expiry at which reminders are sent, e.g. 2m,1m (portals[].invitation.reminders)")
 	if code, done := parse(fs, args); done {
 		return code
@@ -118,6 +119,9 @@ func runDev(ctx context.Context, e env, args []string) int {
 	if fileCfg != nil {
 		c.Redis.KeyPrefix = fileCfg.Redis.KeyPrefix
 	}
+	if *tracesEndpoint != "" {
+		c.Telemetry.Traces = config.Traces{Enabled: true, Endpoint: *tracesEndpoint}
+	}
 	if err := config.Validate(c, config.Options{AllowEmbeddedRedis: true}); err != nil {
 		ln.Close()
 		fmt.Fprintf(e.Stderr, "connector dev: built-in configuration: %v\n", err)
@@ -147,7 +151,15 @@ func runDev(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.Stderr, "connector dev: %v\n", err)
 		return exitFail
 	}
-	a, err := newApp(c, log, appOptions{Redis: rdb, Extra: map[string]http.Handler{demoPrefix + "/": demoPages}})
+	tp, stopTracing, err := newTracing(ctx, c, e, log)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintf(e.Stderr, "connector dev: %v\n", err)
+		return exitUsage
+	}
+	defer flushTracing(log, stopTracing)
+	a, err := newApp(c, log, appOptions{Redis: rdb, Extra: map[string]http.Handler{demoPrefix + "/": demoPages},
+		Tracing: tp, StopTracing: stopTracing})
 	if err != nil {
 		ln.Close()
 		fmt.Fprintf(e.Stderr, "connector dev: %v\n", err)

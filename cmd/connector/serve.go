@@ -28,6 +28,12 @@ func runServe(ctx context.Context, e env, args []string) int {
 		return code
 	}
 	log := newLogger(c.Log, e.Stderr)
+	tp, stopTracing, err := newTracing(ctx, c, e, log)
+	if err != nil {
+		fmt.Fprintf(e.Stderr, "connector serve: %v\n", err)
+		return exitUsage
+	}
+	defer flushTracing(log, stopTracing)
 	rdb, err := newRedis(c)
 	if err != nil {
 		fmt.Fprintf(e.Stderr, "connector serve: %v\n", err)
@@ -39,7 +45,7 @@ func runServe(ctx context.Context, e env, args []string) int {
 		log.Error("startup: Redis is not reachable", "err", err)
 		return exitFail
 	}
-	a, err := newApp(c, log, appOptions{Redis: rdb})
+	a, err := newApp(c, log, appOptions{Redis: rdb, Tracing: tp, StopTracing: stopTracing})
 	if err != nil {
 		log.Error("startup", "err", err)
 		return exitFail

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/dataverse"
@@ -17,6 +18,12 @@ import (
 
 // newDataverse builds the Web API client and its credential from config.
 func newDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks) (*dataverse.Client, error) {
+	return newTracedDataverse(c, log, hooks, nil)
+}
+
+// newTracedDataverse is newDataverse with each request a client span of tp
+// (nil: untraced).
+func newTracedDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks, tp trace.TracerProvider) (*dataverse.Client, error) {
 	hc, err := dataverse.NewHTTPClient(c.Dataverse.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("dataverse.ca_file: %w", err)
@@ -25,6 +32,7 @@ func newDataverse(c *config.Config, log *slog.Logger, hooks dataverse.Hooks) (*d
 	if err != nil {
 		return nil, fmt.Errorf("dataverse.auth: %w", err)
 	}
+	hc = traceDataverse(hc, &hooks, tp)
 	return dataverse.New(dataverse.Config{
 		URL: c.Dataverse.URL, APIVersion: c.Dataverse.APIVersion, Timeout: c.Dataverse.Timeout.D(),
 		MaxRetries: c.Dataverse.MaxRetries, MaxConcurrency: c.Dataverse.MaxConcurrency, UserAgent: userAgent(),
