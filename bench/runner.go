@@ -7,7 +7,7 @@ import (
 
 // Parts of each suite, in the order they run.
 var (
-	benchParts = []string{"requests", "throughput", "latency", "site", "polling", "delivered", "smtp"}
+	benchParts = []string{"requests", "throughput", "latency", "site", "polling", "delivered", "smtp", "tracing"}
 	chaosParts = []string{"pipeline", "race", "external", "delivery", "smtp", "bruteforce", "malformed", "fuzz"}
 )
 
@@ -25,6 +25,7 @@ func runBenchmarks(ctx context.Context, h *harness, o options, rep *Report) {
 		{"polling", benchPolling},
 		{"delivered", benchDelivered},
 		{"smtp", benchSMTP},
+		{"tracing", benchTracing},
 	})
 }
 
