@@ -1,13 +1,16 @@
 package portalweb
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/d365portal/connector/internal/telemetry"
 	"github.com/d365portal/connector/internal/telemetry/telemetrytest"
 )
 
@@ -72,5 +75,42 @@ func TestTraceBehindMux(t *testing.T) {
 	spans := mem.Spans(t)
 	if len(spans) != 1 || spans[0].Name != "GET /login" {
 		t.Fatalf("spans %v, want one named GET /login", spans)
+	}
+}
+
+// discardExporter takes spans and drops them: the benchmark measures the
+// spans' cost in the request path, not an exporter's.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkTracedPage is GET /login (a session and its CSRF token written to
+// redis-server) with tracing off and on (spans built, sanitized and
+// dropped), in the same run: the per-request cost of a server span.
+func BenchmarkTracedPage(b *testing.B) {
+	for _, mode := range []string{"off", "on"} {
+		b.Run(mode, func(b *testing.B) {
+			var tp trace.TracerProvider
+			if mode == "on" {
+				p, stop, err := telemetry.New(context.Background(), telemetry.Config{Enabled: true, Exporter: discardExporter{}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = stop(context.Background()) })
+				tp = p
+			}
+			h := newHarness(b, newFakeAccounts(testPortals()...), func(c *Config) { c.Tracing = tp })
+			handler := h.srv.Handler()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "https://invite.example.com/login", nil))
+				if w.Code != http.StatusOK {
+					b.Fatalf("GET /login: %d", w.Code)
+				}
+			}
+		})
 	}
 }
