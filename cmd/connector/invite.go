@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/d365portal/connector/internal/bulk"
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/invite"
 	intake "github.com/d365portal/connector/internal/sync"
+	"github.com/d365portal/connector/internal/telemetry"
 )
 
 // roleFlags collects a repeatable --role.
@@ -47,7 +50,20 @@ func runInvite(ctx context.Context, e env, args []string) int {
 		return exitUsage
 	}
 	log := newLogger(config.Log{Level: "error", Format: "text"}, e.Stderr)
-	dv, err := newDataverse(c, log, noHooks)
+	tp, stopTracing, err := newTracing(ctx, c, e, log)
+	if err != nil {
+		fmt.Fprintf(e.Stderr, "connector invite: %v\n", err)
+		return exitUsage
+	}
+	defer flushTracing(log, stopTracing)
+	if *contact != "" {
+		// One invitation: one trace. A bulk run's rows each start their own
+		// at the enqueue, continued by the worker that sends it.
+		var span trace.Span
+		ctx, span = tp.Tracer(telemetry.ScopeName).Start(ctx, "connector invite")
+		defer span.End()
+	}
+	dv, err := newTracedDataverse(c, log, noHooks, tp)
 	if err != nil {
 		fmt.Fprintf(e.Stderr, "connector invite: %v\n", err)
 		return exitFail
@@ -86,7 +102,7 @@ func runInvite(ctx context.Context, e env, args []string) int {
 		q, err := intake.New(intake.Config{
 			Redis: rdb, KeyPrefix: c.Redis.KeyPrefix, Invites: svc, Dataverse: dv, Contact: contactColumns(c),
 			DefaultPortal: c.Portals[0].Name, Webhook: intake.WebhookConfig{Enabled: false},
-			Poll: intake.PollConfig{Enabled: false}, Logger: log,
+			Poll: intake.PollConfig{Enabled: false}, Logger: log, Tracing: tp,
 			MinAckedReplicas: c.Redis.MinAckedReplicas, AckTimeout: c.Redis.AckTimeout.D(),
 		})
 		if err != nil {

@@ -287,3 +287,44 @@ func TestServeRefusesBadTraceSettings(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
 }
+
+// `connector invite --contact` with tracing on is one trace: the command's
+// root span over the Dataverse requests of the invitation, sent before
+// the command returns.
+func TestInviteCommandTrace(t *testing.T) {
+	org := newTestOrg(t)
+	r, err := telemetrytest.StartReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	src, _ := os.ReadFile(org.cfgPath)
+	on := string(src) + "telemetry:\n  traces:\n    enabled: true\n    endpoint: \"" + r.URL() + "\"\n"
+	if err := os.WriteFile(org.cfgPath, []byte(on), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, org.getenv(org.emu.ClientSecret), "invite", "--config", org.cfgPath,
+		"--contact", org.seed.ContactIDs[0], "--role", "Partners")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	spans := r.Spans()
+	var root telemetrytest.Span
+	for _, s := range spans {
+		if s.Name == "connector invite" {
+			root = s
+		}
+	}
+	if root.SpanID == "" || root.ParentID != "" {
+		t.Fatalf("no root span named connector invite among %d spans", len(spans))
+	}
+	clients := 0
+	for _, s := range spans {
+		if s.Kind == 3 && s.TraceID == root.TraceID && strings.Contains(s.Name, "/api/data/v9.2/") {
+			clients++
+		}
+	}
+	if clients < 2 {
+		t.Errorf("%d Dataverse spans in the command's trace, want the reads and the invitation's writes", clients)
+	}
+}

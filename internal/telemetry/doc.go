@@ -51,11 +51,19 @@
 //
 // # Using it in the pipeline
 //
-//   - Webhook: start the server span, add WebhookAttributes(r.Header), and
-//     Inject(ctx, p, fields) into the stream entry's fields.
-//   - Worker: ctx = Extract(ctx, p, fields), then start a consumer span:
-//     it is a child of the webhook's span.
+//   - Webhook (internal/sync): the server span carries WebhookAttributes;
+//     the enqueue's producer span Injects its context into the stream
+//     entry (the job keeps it through retries and parking).
+//   - Worker: ctx = Extract(ctx, p, fields), then a consumer span per
+//     attempt (KeyAttempt): a child of the enqueue's span.
 //   - Dataverse: cmd wraps the client's transport with NewTransport, under
-//     the retry layer, which calls RecordRetry before each wait.
-//   - Portal: one server span per request, named by its route.
+//     the retry layer, whose dataverse.Hooks.OnWait calls RecordRetry
+//     before each wait.
+//   - Email outcome: the worker keeps the invitation's traceparent in
+//     Redis by contact; the follow-up, a trace of its own, links to it.
+//   - Portal: one server span per request (otelhttp), named by its Gin
+//     route.
+//
+// Tests and the bench program read spans through telemetrytest: tracing
+// into the in-memory exporter as exported, and an OTLP/HTTP receiver.
 package telemetry
