@@ -91,7 +91,7 @@ func newApp(cfg *config.Config, log *slog.Logger, o appOptions) (*app, error) {
 		return nil, err
 	}
 
-	deliveries, err := newDeliveries(cfg, a.dv, a.invites, a.metrics.DeliveryHooks(), log.With("component", "delivery"))
+	deliveries, err := newDeliveries(cfg, a.dv, a.invites, a.metrics.DeliveryHooks(), log.With("component", "delivery"), o.Tracing)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/delivery"
@@ -16,7 +18,7 @@ import (
 // newDeliveries builds the follower of invitation emails: each portal's
 // pending_alert_after, and the SMTP sender when a portal uses the smtp
 // channel.
-func newDeliveries(c *config.Config, dv *dataverse.Client, svc intake.InvitationDeliveries, hooks delivery.Hooks, log *slog.Logger) (intake.Deliveries, error) {
+func newDeliveries(c *config.Config, dv *dataverse.Client, svc intake.InvitationDeliveries, hooks delivery.Hooks, log *slog.Logger, tp trace.TracerProvider) (intake.Deliveries, error) {
 	sender, err := smtpSender(c, log)
 	if err != nil {
 		return nil, err
@@ -26,7 +28,7 @@ func newDeliveries(c *config.Config, dv *dataverse.Client, svc intake.Invitation
 		after[strings.ToLower(p.Name)] = p.PendingAlertAfterOf()
 	}
 	fc := delivery.FollowerConfig{
-		Dataverse: dv, Logger: log, Hooks: hooks,
+		Dataverse: dv, Logger: log, Hooks: hooks, Tracing: tp,
 		PendingAlertAfter: func(portal string) time.Duration {
 			if d, ok := after[strings.ToLower(portal)]; ok {
 				return d

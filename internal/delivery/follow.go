@@ -8,7 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/d365portal/connector/internal/dataverse"
+	"github.com/d365portal/connector/internal/telemetry"
 )
 
 // Awaiting is an invitation email that was handed over and whose outcome is
@@ -100,6 +103,8 @@ type FollowerConfig struct {
 	Now               func() time.Time // default time.Now
 	Logger            *slog.Logger     // nil discards
 	Hooks             Hooks
+	// Tracing makes each SMTP submission a client span; nil = off.
+	Tracing trace.TracerProvider
 }
 
 // Follower follows invitation emails to their outcome and has the
@@ -113,6 +118,8 @@ type Follower struct {
 	now   func() time.Time
 	log   *slog.Logger
 	hooks Hooks
+	// tracer is nil with tracing off.
+	tracer trace.Tracer
 }
 
 // DefaultPendingAlertAfter is the default of FollowerConfig.PendingAlertAfter.
@@ -133,6 +140,9 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	if !telemetry.Off(cfg.Tracing) {
+		f.tracer = cfg.Tracing.Tracer(telemetry.ScopeName)
 	}
 	return f, nil
 }
@@ -247,7 +257,9 @@ func (f *Follower) submit(ctx context.Context, a *Awaiting, email dataverse.Reco
 		return f.record(ctx, a, res, f.now())
 	}
 	msg := Message{ActivityID: a.EmailID, To: a.To, ToName: a.ToName, Subject: email.Str("subject"), HTML: email.Str("description")}
-	rec, err := f.smtp.Send(ctx, msg)
+	sctx, span := f.smtpSpan(ctx, a)
+	rec, err := f.smtp.Send(sctx, msg)
+	endSMTP(span, err)
 	if err != nil {
 		var se *SendError
 		isSend := errors.As(err, &se)

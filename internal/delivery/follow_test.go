@@ -9,6 +9,7 @@ import (
 	"time"
 
 	smtpd "github.com/emersion/go-smtp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/d365portal/connector/internal/dataverse"
 	"github.com/d365portal/connector/internal/dataverse/emulator"
@@ -40,6 +41,7 @@ type followOpts struct {
 	smtp    delivery.Submitter // for the smtp channel
 	wrap    func(delivery.Dataverse) delivery.Dataverse
 	sync    emulator.EmailSyncOptions // Manual is always set
+	tracing trace.TracerProvider      // nil = off
 }
 
 type outcomeLog struct {
@@ -92,7 +94,7 @@ func newFollowEnv(t *testing.T, o followOpts) *followEnv {
 	f, err := intake.NewDeliveries(svc, delivery.FollowerConfig{
 		Dataverse: fdv, SMTP: o.smtp, Now: clk.Now,
 		PendingAlertAfter: func(string) time.Duration { return 30 * time.Minute },
-		Hooks:             delivery.Hooks{Outcome: log.add},
+		Hooks:             delivery.Hooks{Outcome: log.add}, Tracing: o.tracing,
 	})
 	if err != nil {
 		t.Fatal(err)
