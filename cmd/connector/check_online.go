@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/d365portal/connector/internal/config"
 	"github.com/d365portal/connector/internal/dataverse"
@@ -214,6 +215,24 @@ func checkRedis(ctx context.Context, cl *checklist, c *config.Config) {
 		cl.ok("Redis primary of %q found through Sentinel and answers%s", c.Redis.Sentinel.MasterName, over)
 	default:
 		cl.ok("Redis answers at %s%s", redactedRedis(c.Redis.URL), over)
+	}
+	if err != nil || c.Redis.MinAckedReplicas <= 0 {
+		return
+	}
+	// The same WAIT an accepted webhook waits for.
+	want, timeout := c.Redis.MinAckedReplicas, c.Redis.AckTimeout.D()
+	got, err := redisconn.WriteAcked(ctx, rdb, want, timeout, func(p redis.Pipeliner) error {
+		p.Set(ctx, c.Redis.KeyPrefix+"check:wait", "1", time.Minute)
+		return nil
+	})
+	switch {
+	case err != nil:
+		cl.fail("see the error", "Redis WAIT for redis.min_acked_replicas: %v", err)
+	case got < want:
+		cl.fail("add replicas or lower redis.min_acked_replicas; meanwhile every webhook is answered 503",
+			"Redis: a write reached %d of the %d replicas redis.min_acked_replicas asks for within %s", got, want, timeout)
+	default:
+		cl.ok("Redis: a write reached %d replica(s) within %s (redis.min_acked_replicas %d)", got, timeout, want)
 	}
 }
 

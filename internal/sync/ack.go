@@ -15,6 +15,9 @@ import (
 // and fewer replicas acknowledged the enqueue within Config.AckTimeout. The
 // entry may be on the primary only, and a failover could lose it: the caller
 // reports a failure (the webhook answers 503) so the request is sent again.
+// A worker's per-contact lock is acknowledged the same way (a lock lost in a
+// failover would let a second worker invite the same contact); one that is
+// not is released and the message retried.
 var ErrNotReplicated = errors.New("enqueue not acknowledged by enough Redis replicas")
 
 // ackedEnqueueScript is enqueueScript for WAIT-acknowledged enqueues. WAIT

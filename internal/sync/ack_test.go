@@ -55,6 +55,16 @@ func TestEnqueueAcknowledgedByReplica(t *testing.T) {
 		t.Errorf("new enqueue with no replica: %v, want ErrNotReplicated", err)
 	}
 
+	// A worker's contact lock is not taken without a replica either, and
+	// is not left behind.
+	lockKey := i.keys.contactLock + createContact
+	if _, err := i.locker.Lock(context.Background(), createContact, time.Second); !errors.Is(err, ErrNotReplicated) {
+		t.Errorf("contact lock with no replica: %v, want ErrNotReplicated", err)
+	}
+	if n, err := rdb.Exists(context.Background(), lockKey).Result(); err != nil || n != 0 {
+		t.Errorf("unacknowledged lock left in Redis: %d %v", n, err)
+	}
+
 	replica.Restart(t) // empty: it resyncs from the primary
 	var code int
 	waitFor(t, "the duplicate to be acknowledged after the replica came back", 30*time.Second, func() bool {
@@ -66,5 +76,13 @@ func TestEnqueueAcknowledgedByReplica(t *testing.T) {
 	}
 	if n := onReplica(); n != 2 {
 		t.Errorf("entries on the replica after the acknowledged duplicate: %d, want 2", n)
+	}
+	unlock, err := i.locker.Lock(context.Background(), createContact, 5*time.Second)
+	if err != nil {
+		t.Fatalf("contact lock with the replica back: %v", err)
+	}
+	defer unlock()
+	if n, err := replica.Client(t).Exists(context.Background(), lockKey).Result(); err != nil || n != 1 {
+		t.Errorf("lock on the replica once taken: %d %v, want 1", n, err)
 	}
 }

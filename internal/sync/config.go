@@ -301,7 +301,8 @@ func New(cfg Config) (*Intake, error) {
 		}
 		i.schedule = s
 	}
-	i.locker = &redisLocker{rdb: cfg.Redis, prefix: i.keys.contactLock, log: cfg.Logger}
+	i.locker = &redisLocker{rdb: cfg.Redis, prefix: i.keys.contactLock, log: cfg.Logger,
+		acks: cfg.MinAckedReplicas, ackTimeout: cfg.AckTimeout}
 	return i, nil
 }
 

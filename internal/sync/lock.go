@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/d365portal/connector/internal/invite"
+	"github.com/d365portal/connector/internal/redisconn"
 )
 
 // A lock is a Redis key set with SET NX PX to a random token. Only the
@@ -60,6 +61,11 @@ type redisLocker struct {
 	rdb    redis.UniversalClient
 	prefix string
 	log    *slog.Logger
+	// acks, when above 0, makes a lock count as taken only once that many
+	// replicas hold it (WAIT), so a failover cannot hand a held lock to a
+	// second worker; ackTimeout bounds the wait.
+	acks       int
+	ackTimeout time.Duration
 }
 
 // NewLocker returns an invite.Locker that keeps its locks in Redis under
@@ -77,7 +83,7 @@ func (l *redisLocker) Lock(ctx context.Context, key string, ttl time.Duration) (
 	k := l.prefix + key
 	wait := 5 * time.Millisecond
 	for {
-		token, ok, err := tryLock(ctx, l.rdb, k, ttl)
+		token, ok, err := l.try(ctx, k, ttl)
 		if err != nil {
 			return nil, err
 		}
@@ -95,6 +101,37 @@ func (l *redisLocker) Lock(ctx context.Context, key string, ttl time.Duration) (
 			wait *= 2
 		}
 	}
+}
+
+// try is tryLock, acknowledged by l.acks replicas when set. A lock taken
+// but not acknowledged in time is released and reported as an error.
+func (l *redisLocker) try(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	if l.acks <= 0 {
+		return tryLock(ctx, l.rdb, key, ttl)
+	}
+	timeout := l.ackTimeout
+	if timeout <= 0 {
+		timeout = defaultAckTimeout
+	}
+	token := randomHex(16)
+	var set *redis.BoolCmd
+	got, err := redisconn.WriteAcked(ctx, l.rdb, l.acks, timeout, func(p redis.Pipeliner) error {
+		set = p.SetNX(ctx, key, token, ttl)
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("lock %s: %w", key, err)
+	}
+	if !set.Val() {
+		return "", false, nil
+	}
+	if got < l.acks {
+		if err := unlockKey(ctx, l.rdb, key, token); err != nil {
+			l.log.Warn("release unacknowledged lock", "key", key, "err", err)
+		}
+		return "", false, fmt.Errorf("lock %s: %w: %d of %d within %s", key, ErrNotReplicated, got, l.acks, timeout)
+	}
+	return token, true, nil
 }
 
 // hold keeps the lease fresh until the returned unlock is called.
