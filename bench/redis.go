@@ -23,6 +23,7 @@ type redisServer struct {
 	bin, dir string
 	persist  bool
 	port     int
+	extra    []string // more redis-server flags, e.g. --replicaof
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -30,6 +31,11 @@ type redisServer struct {
 }
 
 func startRedis(dir string, persist bool) (*redisServer, error) {
+	return startRedisArgs(dir, persist)
+}
+
+// startRedisArgs is startRedis with more redis-server flags.
+func startRedisArgs(dir string, persist bool, extra ...string) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)
@@ -37,7 +43,7 @@ func startRedis(dir string, persist bool) (*redisServer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redis dir: %w", err)
 	}
-	r := &redisServer{bin: bin, dir: dir, persist: persist}
+	r := &redisServer{bin: bin, dir: dir, persist: persist, extra: extra}
 	var lastErr error
 	for range 5 {
 		port, err := freePort()
@@ -61,6 +67,7 @@ func (r *redisServer) launch(port int) error {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, r.extra...)
 	cmd := exec.Command(r.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", r.bin, err)

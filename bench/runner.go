@@ -8,7 +8,7 @@ import (
 // Parts of each suite, in the order they run.
 var (
 	benchParts = []string{"requests", "throughput", "latency", "site", "polling", "delivered", "smtp", "tracing"}
-	chaosParts = []string{"pipeline", "race", "external", "delivery", "smtp", "bruteforce", "malformed", "fuzz"}
+	chaosParts = []string{"pipeline", "race", "external", "delivery", "smtp", "bruteforce", "malformed", "fuzz", "failover"}
 )
 
 type part struct {
@@ -39,6 +39,7 @@ func runChaos(ctx context.Context, h *harness, o options, rep *Report) {
 		{"bruteforce", chaosBruteForce},
 		{"malformed", chaosMalformed},
 		{"fuzz", chaosFuzz},
+		{"failover", chaosFailover},
 	})
 }
 
