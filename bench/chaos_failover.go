@@ -25,6 +25,7 @@ const failoverMaster = "connector"
 type failoverResult struct {
 	outcome
 	Replicas     int         `json:"replicas"`
+	DataReplicas int         `json:"redis_replicas"`
 	Clicks       int         `json:"clicks"`
 	WebhookPOSTs int64       `json:"webhook_posts"`
 	Answers      map[int]int `json:"webhook_answers"`
@@ -66,12 +67,22 @@ func chaosFailover(ctx context.Context, h *harness, o options) (sec *Section) {
 	if o.contacts > 0 {
 		n = o.contacts
 	}
-	res, err := runFailoverChaos(ctx, h, n, o.quick)
+	res, err := runFailoverChaos(ctx, h, n, o.quick, 1)
 	if err != nil {
 		sec.Error = err.Error()
 	}
 	if res == nil {
 		return sec
+	}
+	// The same with two Redis replicas: one is left to acknowledge writes
+	// as soon as the other is promoted.
+	var two *failoverResult
+	if !o.quick {
+		k := max(n/5, 100)
+		var err2 error
+		if two, err2 = runFailoverChaos(ctx, h, k, o.quick, 2); err2 != nil && sec.Error == "" {
+			sec.Error = "with two Redis replicas: " + err2.Error()
+		}
 	}
 	sec.Columns = []string{"check", "expected", "got"}
 	sec.row("invitations (adx_invitation rows)", n, res.Invitations)
@@ -91,7 +102,7 @@ func chaosFailover(ctx context.Context, h *harness, o options) (sec *Section) {
 	sec.check(res.DeadLetters == 0, "dead letters: %d", res.DeadLetters)
 	sec.check(res.QueueLeft == 0, "queue not drained: %d", res.QueueLeft)
 	sec.check(res.AnswersBefore503 == 0, "%d webhooks answered 503 before the SIGKILL", res.AnswersBefore503)
-	sec.note("%d replicas of `connector serve` behind the loopback balancer with `redis.sentinel` (three sentinels, quorum 2, down-after-milliseconds 1000, failover-timeout 4000) and `redis.min_acked_replicas: 1` (`ack_timeout` 500ms); a primary and one replica, both `appendonly yes`, `appendfsync always`, `min-replicas-to-write 1`; intake.lease 10s, poll every 5s. Emulator: `Webhooks.Duplicate = 1` (every delivery sent twice); it does not retry a webhook answered 503 (Dataverse does), so the poller alone brings those contacts back.", res.Replicas)
+	sec.note("%d replicas of `connector serve` behind the loopback balancer with `redis.sentinel` (three sentinels, quorum 2, down-after-milliseconds 1000, failover-timeout 4000) and `redis.min_acked_replicas: 1` (`ack_timeout` 500ms); a Redis primary and one replica, both `appendonly yes`, `appendfsync always`, `min-replicas-to-write 1`; intake.lease 10s, poll every 5s. Emulator: `Webhooks.Duplicate = 1` (every delivery sent twice); it does not retry a webhook answered 503 (Dataverse does), so the poller alone brings those contacts back.", res.Replicas)
 	sec.note("Clicks: %d. Webhook POSTs at the balancer: %d, answers %v. Probe writes (WAIT 1, one per 100 ms) failed %d times during the outage.", res.Clicks, res.WebhookPOSTs, res.Answers, res.FailedProbes)
 	k := res.Counters
 	sec.note("Replica counters (`/metrics` at the end): webhook deliveries accepted %.0f, duplicate %.0f, unavailable %.0f; enqueued from webhooks %.0f (+%.0f dropped as duplicates), from the poller %.0f (+%.0f); worker outcomes sent %.0f, skipped %.0f (contact no longer Requested: a duplicate), retried %.0f, failed %.0f.",
@@ -105,7 +116,18 @@ func chaosFailover(ctx context.Context, h *harness, o options) (sec *Section) {
 	if res.StartExits > 0 {
 		sec.note("%d replica start(s) exited at once and were started again, as a supervisor would.", res.StartExits)
 	}
-	sec.Data = res
+	data := map[string]*failoverResult{"one_redis_replica": res}
+	if two != nil {
+		data["two_redis_replicas"] = two
+		m := two.Contacts
+		sec.note("With two Redis replicas (%d contacts, the rest alike): promotion after %.1f s, acknowledged writes again after %.1f s (the other replica acknowledges them at once), %d webhooks answered 503; %d invitations (max %d per contact), %d emails (max %d per contact), %d contacts Sent or Delivered, %d other.",
+			m, two.PromotedAfter, two.WritableAfter, two.Answers503, two.Invitations, two.MaxPerContact, two.Emails, two.MaxEmailsPerOne, two.StatusSent+two.StatusDelivered, two.StatusOther)
+		sec.check(two.Invitations == m && two.MaxPerContact <= 1 && two.Emails == m && two.MaxEmailsPerOne <= 1,
+			"two Redis replicas: want %d invitations and emails, one per contact; got %d (max %d) and %d (max %d)", m, two.Invitations, two.MaxPerContact, two.Emails, two.MaxEmailsPerOne)
+		sec.check(two.StatusSent+two.StatusDelivered == m && two.DeadLetters == 0 && two.QueueLeft == 0,
+			"two Redis replicas: %d of %d Sent or Delivered, %d dead letters, %d left", two.StatusSent+two.StatusDelivered, m, two.DeadLetters, two.QueueLeft)
+	}
+	sec.Data = data
 	return sec
 }
 
@@ -116,7 +138,7 @@ type sentinelGroup struct {
 	addrs     []string
 }
 
-func startSentinelGroup(dir string) (*sentinelGroup, error) {
+func startSentinelGroup(dir string, replicas int) (*sentinelGroup, error) {
 	g := &sentinelGroup{}
 	node := func(name string, extra ...string) (*redisServer, error) {
 		args := append([]string{"--min-replicas-to-write", "1", "--min-replicas-max-lag", "10",
@@ -134,12 +156,14 @@ func startSentinelGroup(dir string) (*sentinelGroup, error) {
 	if err != nil {
 		return g, err
 	}
-	if _, err := node("node-2", "--replicaof", "127.0.0.1", strconv.Itoa(primary.port)); err != nil {
-		return g, err
+	for i := range replicas {
+		if _, err := node(fmt.Sprintf("node-%d", i+2), "--replicaof", "127.0.0.1", strconv.Itoa(primary.port)); err != nil {
+			return g, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pollUntil(ctx, func() error { return infoHas(ctx, primary.Addr, "connected_slaves:1") }); err != nil {
+	if err := pollUntil(ctx, func() error { return infoHas(ctx, primary.Addr, fmt.Sprintf("connected_slaves:%d", replicas)) }); err != nil {
 		return g, fmt.Errorf("replica not in sync: %w", err)
 	}
 	bin, err := exec.LookPath("redis-sentinel")
@@ -162,7 +186,7 @@ func startSentinelGroup(dir string) (*sentinelGroup, error) {
 			if err != nil {
 				return err
 			}
-			if m["num-slaves"] != "1" || m["num-other-sentinels"] != "2" {
+			if m["num-slaves"] != strconv.Itoa(replicas) || m["num-other-sentinels"] != "2" {
 				return fmt.Errorf("sentinel %s knows %s replicas and %s other sentinels", a, m["num-slaves"], m["num-other-sentinels"])
 			}
 		}
@@ -323,13 +347,13 @@ func (s *stage) startSentinelReplica(name string, c connectorConfig, block strin
 	return r, nil
 }
 
-func runFailoverChaos(ctx context.Context, h *harness, n int, quick bool) (*failoverResult, error) {
-	st, err := h.stage("chaos-failover")
+func runFailoverChaos(ctx context.Context, h *harness, n int, quick bool, dataReplicas int) (*failoverResult, error) {
+	st, err := h.stage(fmt.Sprintf("chaos-failover-%d", dataReplicas))
 	if err != nil {
 		return nil, err
 	}
 	defer st.close()
-	g, err := startSentinelGroup(filepath.Join(st.dir, "redis"))
+	g, err := startSentinelGroup(filepath.Join(st.dir, "redis"), dataReplicas)
 	st.onClose(g.close)
 	if err != nil {
 		return nil, err
@@ -369,7 +393,7 @@ func runFailoverChaos(ctx context.Context, h *harness, n int, quick bool) (*fail
 	if err != nil {
 		return nil, err
 	}
-	res := &failoverResult{Replicas: len(replicas), Clicks: n}
+	res := &failoverResult{Replicas: len(replicas), DataReplicas: dataReplicas, Clicks: n}
 	start := time.Now()
 	var evMu sync.Mutex
 	event := func(format string, args ...any) {
