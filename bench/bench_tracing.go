@@ -43,20 +43,33 @@ func benchTracing(ctx context.Context, h *harness, o options) (sec *Section) {
 		sec.Error = err.Error()
 		return sec
 	}
-	var runs []tracingRun
-	for _, m := range []struct{ mode, endpoint string }{{"off", ""}, {"on (receiver in this process)", recv.URL()}, {"on, endpoint down (connection refused)", down}} {
-		before := len(recv.Spans())
-		r, err := tracingOnce(ctx, h, m.mode, m.endpoint, clicks, every, workers, warm, dur)
-		if err != nil {
-			sec.Error = fmt.Sprintf("%s: %v", m.mode, err)
-			return sec
+	modes := []struct{ mode, endpoint string }{
+		{"off", ""}, {"on (receiver in this process)", recv.URL()}, {"on, endpoint down (connection refused)", down},
+	}
+	// Two rounds in mirrored order (off, on, down, down, on, off), so a
+	// change in the machine's load during the run weighs on every mode alike.
+	runs := make([]tracingRun, len(modes))
+	clickLat := make([][]time.Duration, len(modes))
+	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}} {
+		for _, i := range order {
+			m := modes[i]
+			before := len(recv.Spans())
+			r, lat, err := tracingOnce(ctx, h, m.mode, m.endpoint, clicks, every, workers, warm, dur)
+			if err != nil {
+				sec.Error = fmt.Sprintf("%s: %v", m.mode, err)
+				return sec
+			}
+			if m.endpoint == recv.URL() {
+				r.SpansArrived = len(recv.Spans()) - before
+				sec.check(r.SpansArrived > 0, "tracing on: the receiver got no spans")
+			}
+			sec.check(r.Portal.Errors == 0, "%s: %d of %d portal requests failed (statuses %v)", m.mode, r.Portal.Errors, r.Portal.Requests, r.Portal.Statuses)
+			clickLat[i] = append(clickLat[i], lat...)
+			runs[i] = mergeTracingRuns(runs[i], r)
 		}
-		if m.endpoint == recv.URL() {
-			r.SpansArrived = len(recv.Spans()) - before
-			sec.check(r.SpansArrived > 0, "tracing on: the receiver got no spans")
-		}
-		sec.check(r.Portal.Errors == 0, "%s: %d of %d portal requests failed (statuses %v)", m.mode, r.Portal.Errors, r.Portal.Requests, r.Portal.Statuses)
-		runs = append(runs, r)
+	}
+	for i := range runs {
+		runs[i].ClickToSent = summarize(clickLat[i])
 	}
 	off := runs[0]
 	sec.Columns = []string{"tracing", "click → sent p50", "p95", "p50 vs off", "p95 vs off", "portal requests/s", "p99", "requests/s vs off", "p99 vs off", "spans received"}
@@ -70,13 +83,40 @@ func benchTracing(ctx context.Context, h *harness, o options) (sec *Section) {
 			r.Portal.RPS, r.Portal.Latency.P99, fmt.Sprintf("%.2f", r.Portal.RPS/off.Portal.RPS),
 			durRatio(r.Portal.Latency.P99, off.Portal.Latency.P99), spans)
 	}
-	sec.note("One `connector serve` replica (4 workers) per mode, started afresh, in the same run on this %d-core machine; the Dataverse emulator, the load generator and the OTLP/HTTP receiver share this process. Clicks: %d Web API updates by a CRM user, %d per second (open loop); sent = the email's SentAt in the emulator's outbox. Portal: GET /invitation?code=… with %d concurrent clients for %s after a %s warm-up.", h.cores(), clicks, int(time.Second/every), workers, dur, warm)
+	sec.note("Each mode runs twice, in mirrored order (off, on, down, down, on, off), each time on a fresh `connector serve` replica (4 workers), in the same run on this %d-core machine; the Dataverse emulator, the load generator and the OTLP/HTTP receiver share this process. Clicks: %d Web API updates by a CRM user per run, %d per second (open loop), latencies of both runs pooled; sent = the email's SentAt in the emulator's outbox. Portal: GET /invitation?code=… with %d concurrent clients for %s after a %s warm-up; requests/s and p99 are the mean of the two runs.", h.cores(), clicks, int(time.Second/every), workers, dur, warm)
 	sec.note("With tracing on, each invitation is a trace of about a dozen spans (webhook, enqueue, worker, each Dataverse request, the follow-up) and each portal request one span with its Dataverse request; spans leave through the bounded batch queue (default 5 s schedule, 2048 spans). Endpoint down: the exporter's connections are refused, the spans are dropped with a warning at most once a minute, and requests are not held up.")
 	sec.Data = runs
 	return sec
 }
 
-func tracingOnce(ctx context.Context, h *harness, mode, endpoint string, clicks int, every time.Duration, workers int, warm, dur time.Duration) (tracingRun, error) {
+// mergeTracingRuns adds run b to the totals of a: clicks, portal requests
+// and errors summed, requests per second and p50/p99 averaged.
+func mergeTracingRuns(a, b tracingRun) tracingRun {
+	if a.Mode == "" {
+		return b
+	}
+	a.Clicks += b.Clicks
+	a.SpansArrived += b.SpansArrived
+	p := &a.Portal
+	p.Requests += b.Portal.Requests
+	p.Errors += b.Portal.Errors
+	p.Bytes += b.Portal.Bytes
+	p.RPS = (p.RPS + b.Portal.RPS) / 2
+	p.Latency.N += b.Portal.Latency.N
+	p.Latency.P50 = (p.Latency.P50 + b.Portal.Latency.P50) / 2
+	p.Latency.P95 = (p.Latency.P95 + b.Portal.Latency.P95) / 2
+	p.Latency.P99 = (p.Latency.P99 + b.Portal.Latency.P99) / 2
+	p.Latency.Max = max(p.Latency.Max, b.Portal.Latency.Max)
+	for k, v := range b.Portal.Statuses {
+		if p.Statuses == nil {
+			p.Statuses = map[int]int{}
+		}
+		p.Statuses[k] += v
+	}
+	return a
+}
+
+func tracingOnce(ctx context.Context, h *harness, mode, endpoint string, clicks int, every time.Duration, workers int, warm, dur time.Duration) (tracingRun, []time.Duration, error) {
 	res := tracingRun{Mode: mode, Clicks: clicks}
 	name := "tracing-off"
 	switch {
@@ -87,7 +127,7 @@ func tracingOnce(ctx context.Context, h *harness, mode, endpoint string, clicks 
 	}
 	st, err := h.stage(name)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	defer st.close()
 	cfg := connectorConfig{CodeLookups: 100_000_000}
@@ -96,19 +136,19 @@ func tracingOnce(ctx context.Context, h *harness, mode, endpoint string, clicks 
 	}
 	c, err := st.startCluster(ctx, clusterOptions{Emulator: emulator.Options{}, Config: cfg})
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	cs, err := c.org.insertContacts("trace", clicks, nil)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	st.logf("%d clicks at %d/s", clicks, int(time.Second/every))
 	clicked, err := c.org.clickAll(ctx, cs, 8, every)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	if _, err := c.org.waitSent(ctx, cs, 2*time.Minute, nil); err != nil {
-		return res, err
+		return res, nil, err
 	}
 	sent := c.org.sentTo()
 	var lat []time.Duration
@@ -124,7 +164,7 @@ func tracingOnce(ctx context.Context, h *harness, mode, endpoint string, clicks 
 	res.Portal = loadGen(ctx, workers, warm, dur, http.StatusOK, func() (*http.Request, error) {
 		return http.NewRequest(http.MethodGet, invURL, nil)
 	})
-	return res, nil
+	return res, lat, nil
 }
 
 // closedPortURL is an http URL on loopback where nothing listens.
