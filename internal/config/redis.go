@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // RedisSentinel makes the connector find the Redis primary through Redis
@@ -40,8 +42,12 @@ func (c *Config) validateRedis(v *validator, opts Options) {
 	if r.MinAckedReplicas < 0 {
 		v.add("redis.min_acked_replicas", "must be 0 (no wait) or more")
 	}
-	if r.MinAckedReplicas > 0 && r.AckTimeout <= 0 {
+	switch {
+	case r.MinAckedReplicas > 0 && r.AckTimeout <= 0:
 		v.add("redis.ack_timeout", "must be greater than 0")
+	case r.MinAckedReplicas > 0 && r.AckTimeout.D() >= 3*time.Second && !strings.Contains(r.URL, "read_timeout="):
+		// The WAIT reply is read under the client's read timeout.
+		v.add("redis.ack_timeout", "must be below the Redis read timeout (3s unless redis.url sets read_timeout)")
 	}
 	s := r.Sentinel
 	if !s.Enabled() {

@@ -96,6 +96,7 @@ func TestRedisProblems(t *testing.T) {
 		{"missing master_name", "redis:\n  url: redis://mymaster\n  sentinel:\n    addrs: [s1:26379]\n", "redis.sentinel.master_name", "sentinel:", "sentinel monitor"},
 		{"addr without port", "redis:\n  url: redis://mymaster\n  sentinel:\n    master_name: m\n    addrs:\n      - s1:26379\n      - s2\n", "redis.sentinel.addrs[1]", "- s2", "host:port"},
 		{"negative acks", "redis:\n  url: redis://r\n  min_acked_replicas: -1\n", "redis.min_acked_replicas", "min_acked_replicas:", "0"},
+		{"ack timeout past the read timeout", "redis:\n  url: redis://r\n  min_acked_replicas: 1\n  ack_timeout: 3s\n", "redis.ack_timeout", "ack_timeout:", "read timeout"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := withRedis(t, c.block)
