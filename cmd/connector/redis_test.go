@@ -74,13 +74,13 @@ func TestCheckSentinels(t *testing.T) {
 	org := newTestOrg(t)
 	g := redistest.StartSentinels(t, redistest.SentinelOptions{})
 	dead := deadAddr(t)
-	org.setRedis(t, sentinelBlock(g, dead)+"  min_acked_replicas: 1\n")
+	org.setRedis(t, sentinelBlock(g, dead)+"  min_acked_replicas: 1\n  ack_timeout: 2s\n")
 	_, out, stderr := runCLI(t, org.getenv(org.emu.ClientSecret), "check", "--config", org.cfgPath)
 	primary := g.Primary(t).Addr
 	for _, want := range []string{
 		"✗ sentinel " + dead + " does not answer",
 		fmt.Sprintf("✓ Redis primary of %q found through Sentinel and answers", g.MasterName),
-		"✓ Redis: a write reached 1 replica(s) within 1s (redis.min_acked_replicas 1)",
+		"✓ Redis: a write reached 1 replica(s) within 2s (redis.min_acked_replicas 1)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s%s", want, out, stderr)
