@@ -116,9 +116,9 @@ type Pacer struct {
 	rdb    redis.Scripter
 	prefix string
 	clock  func() time.Time
-	// reserve and state are the scripts with the minute window (plus
-	// Guard) written in.
-	reserve, state *redis.Script
+	// reserve, state and confirm are the scripts with the minute window
+	// (plus Guard) written in.
+	reserve, state, confirm *redis.Script
 }
 
 // NewPacer returns a Pacer over rdb.
@@ -133,11 +133,12 @@ func NewPacer(rdb redis.Scripter, opts *PacerOptions) *Pacer {
 	// All keys share the {pace} hash tag so one script can touch any set of
 	// senders on a Redis Cluster too.
 	p := &Pacer{rdb: rdb, prefix: o.KeyPrefix + "pace:{pace}:", clock: o.Clock,
-		reserve: reserveScript, state: stateScript}
+		reserve: reserveScript, state: stateScript, confirm: confirmScript}
 	if o.Guard > 0 {
 		minute := "local MINUTE, DAY = " + strconv.FormatInt((minuteWindow+o.Guard).Milliseconds(), 10) + ", 86400000"
 		p.reserve = redis.NewScript(strings.Replace(reserveSrc, "local MINUTE, DAY = 60000, 86400000", minute, 1))
 		p.state = redis.NewScript(strings.Replace(stateSrc, "local MINUTE, DAY = 60000, 86400000", minute, 1))
+		p.confirm = redis.NewScript(strings.Replace(confirmSrc, "local MINUTE, DAY = 60000, 86400000", minute, 1))
 	}
 	return p
 }
@@ -191,6 +192,27 @@ for j = 0, k - 1 do
   if free >= 0 and (earliest < 0 or free < earliest) then earliest = free end
 end
 return {-1, now, earliest}
+`
+
+// confirmScript moves the sender's oldest unconfirmed send of the last
+// minute (and guard) to now and marks it confirmed (":c"). Sends are
+// interchangeable: whichever entry moves, every message still in flight
+// keeps an entry no older than its own reservation.
+//
+// KEYS: sender log.  ARGV: now ms ("" = server clock). Returns 1 when an
+// entry moved.
+var confirmScript = redis.NewScript(confirmSrc)
+
+const confirmSrc = paceLua + `
+local now = clock(ARGV[1])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ms(now - MINUTE), ms(now))) do
+  if string.sub(m, -2) ~= ':c' then
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('ZADD', KEYS[1], ms(now), m .. ':c')
+    return 1
+  end
+end
+return 0
 `
 
 // stateScript reads each sender's counts for Schedule.
@@ -290,6 +312,26 @@ func (p *Pacer) Reserve(ctx context.Context, senders []Sender, n int) (Reservati
 		r.NotBefore = time.UnixMilli(res[2])
 	}
 	return r, nil
+}
+
+// Confirm records that one message reserved on sender's budget has just
+// been submitted: the sender's oldest unconfirmed reservation of the last
+// minute now counts from this moment. A reservation counts from when it was
+// made, but the mail server counts the message when it is submitted, after
+// the Dataverse requests in between; when those take longer than Guard
+// (retries, a slow change set), a minute of submissions could otherwise
+// hold more than the cap. Calling it after each submission bounds that
+// window to messages still unsubmitted a whole minute after their
+// reservation. Nothing to confirm is not an error.
+func (p *Pacer) Confirm(ctx context.Context, sender string) error {
+	if !ValidSender(sender) {
+		return fmt.Errorf("pacer confirm: sender %q: want systemuser:<guid> or queue:<guid>", sender)
+	}
+	key := p.prefix + "sent:" + strings.ToLower(sender)
+	if err := p.confirm.Run(ctx, p.rdb, []string{key}, p.now()).Err(); err != nil {
+		return fmt.Errorf("pacer confirm %s: %w", sender, err)
+	}
+	return nil
 }
 
 // SenderState is where one sender's budget stands.

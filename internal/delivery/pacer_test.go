@@ -485,3 +485,53 @@ func BenchmarkPacerReserve(b *testing.B) {
 	b.ReportMetric(perReserve/perIncr, "reserve/incr")
 	b.ReportMetric(100*float64(granted)/float64(b.N), "%granted")
 }
+
+// A confirmed send counts from its submission, not its reservation: a
+// message submitted 5 s after it was reserved keeps its sender's minute
+// full until 5 s later, so slow Dataverse requests between the two never
+// let a minute of submissions exceed the cap. Confirming with nothing
+// reserved changes nothing.
+func TestPacerConfirmCountsFromSubmission(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := newClock(t0)
+	p := replicas(t, srv, clock, 1)[0]
+	ctx := context.Background()
+	senders := []delivery.Sender{{Name: userA, PerMinute: 2, PerDay: 100}}
+	if err := p.Confirm(ctx, userA); err != nil {
+		t.Fatalf("Confirm with nothing reserved: %v", err)
+	}
+	for range 2 {
+		if r := reserve(t, p, senders, 1); !r.OK() {
+			t.Fatalf("reservation at t0: %+v", r)
+		}
+	}
+	clock.add(5 * time.Second)
+	if err := p.Confirm(ctx, userA); err != nil {
+		t.Fatal(err)
+	}
+	// The unconfirmed reservation of t0 has left the minute; the
+	// confirmed one counts until t0+65s.
+	clock.set(t0.Add(61 * time.Second))
+	if r := reserve(t, p, senders, 1); !r.OK() {
+		t.Fatalf("one place free at t0+61s: %+v", r)
+	}
+	r := reserve(t, p, senders, 1)
+	if r.OK() || !r.NotBefore.Equal(t0.Add(65*time.Second)) {
+		t.Fatalf("second at t0+61s: %+v, want none until t0+65s (the confirmed send)", r)
+	}
+	// Each confirm moves one reservation only, the oldest unconfirmed.
+	clock.set(t0.Add(62 * time.Second))
+	if err := p.Confirm(ctx, userA); err != nil {
+		t.Fatal(err)
+	}
+	_, st, err := p.Schedule(ctx, senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].LastMinute != 2 || !st[0].NextFree.Equal(t0.Add(65*time.Second)) {
+		t.Errorf("after confirming at t0+62s: %+v, want 2 in the minute, free at t0+65s", st[0])
+	}
+	if err := p.Confirm(ctx, "mailbox"); err == nil {
+		t.Error("Confirm accepted a sender that is not systemuser:/queue:<guid>")
+	}
+}

@@ -45,6 +45,12 @@ func (pp *PortalPacer) Reserve(ctx context.Context, portal string) (string, time
 	return "", r.NotBefore, nil
 }
 
+// Sent records that an email reserved on sender was submitted (see
+// Pacer.Confirm).
+func (pp *PortalPacer) Sent(ctx context.Context, sender string) error {
+	return pp.pacer.Confirm(ctx, sender)
+}
+
 // Senders returns the portal's senders (nil when it is not paced).
 func (pp *PortalPacer) Senders(portal string) []Sender {
 	return pp.senders[strings.ToLower(portal)]

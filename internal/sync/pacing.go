@@ -21,6 +21,14 @@ type Pacer interface {
 	Reserve(ctx context.Context, portal string) (sender string, notBefore time.Time, err error)
 }
 
+// SentRecorder is implemented by a Pacer that counts a reserved email from
+// the moment it was submitted (delivery.PortalPacer): the mail server
+// counts it then, after the Dataverse requests that follow the
+// reservation.
+type SentRecorder interface {
+	Sent(ctx context.Context, sender string) error
+}
+
 // ContactReader is implemented by an Inviter that can read a contact the way
 // its Invite needs it, so the worker's read serves both (invite.Service).
 type ContactReader interface {
@@ -147,6 +155,17 @@ func (i *Intake) recentlyInvited(ctx context.Context, contactID string) bool {
 	}
 	n, err := i.rdb.Exists(ctx, i.invitedKey(contactID)).Result()
 	return err == nil && n > 0
+}
+
+// sent tells the pacer that an email reserved on sender went out.
+func (i *Intake) sent(ctx context.Context, sender string) {
+	r, ok := i.cfg.Pacer.(SentRecorder)
+	if !ok || sender == "" {
+		return
+	}
+	if err := r.Sent(ctx, sender); err != nil {
+		i.log.Warn("could not record a send with the pacer; it counts from its reservation", "sender", sender, "err", err)
+	}
 }
 
 // markInvited notes an invitation sent, so duplicates do not spend budget.

@@ -83,3 +83,68 @@ func TestWorkerParksForSenderBudget(t *testing.T) {
 		t.Errorf("queue after the run: %+v", s)
 	}
 }
+
+// recordingPacer notes the senders whose emails the worker reports sent.
+type recordingPacer struct {
+	*delivery.PortalPacer
+	mu   stdsync.Mutex
+	sent []string
+}
+
+func (p *recordingPacer) Sent(ctx context.Context, sender string) error {
+	p.mu.Lock()
+	p.sent = append(p.sent, sender)
+	p.mu.Unlock()
+	return p.PortalPacer.Sent(ctx, sender)
+}
+
+var _ SentRecorder = (*delivery.PortalPacer)(nil)
+
+// After each invitation email the worker tells the pacer which sender sent
+// it, so the send counts from its submission; a duplicate message, which
+// sends nothing, reports nothing.
+func TestWorkerRecordsSendsWithPacer(t *testing.T) {
+	r := newRig(t)
+	senders := []delivery.Sender{
+		{Name: "queue:9b0e2d3c-1a2b-4c5d-8e9f-0a1b2c3d4e5f", PerMinute: 100, PerDay: 1000},
+		{Name: "systemuser:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", PerMinute: 100, PerDay: 1000},
+	}
+	pacer := &recordingPacer{PortalPacer: delivery.NewPortalPacer(delivery.NewPacer(r.rdb, &delivery.PacerOptions{KeyPrefix: "t:"}),
+		map[string][]delivery.Sender{"Contoso Partner Portal": senders})}
+	i := r.intake(t, func(c *Config) {
+		c.Workers = 1
+		c.Pacer = pacer
+	})
+	ctx := context.Background()
+	const n = 4
+	for k := range n {
+		r.dv.set(contactID(k), testCols.Requested, "", "")
+		for range 2 {
+			if _, err := i.Enqueue(ctx, Request{ContactID: contactID(k), Source: "test"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start(t, i)
+	waitFor(t, "invitations", 5*time.Second, func() bool { return len(r.inv.invites()) == n })
+	// Let the duplicates be settled too: they must not report a send.
+	time.Sleep(200 * time.Millisecond)
+	pacer.mu.Lock()
+	defer pacer.mu.Unlock()
+	calls := r.inv.invites()
+	if len(pacer.sent) != n {
+		t.Fatalf("%d sends recorded, want %d: %v", len(pacer.sent), n, pacer.sent)
+	}
+	for k, c := range calls {
+		if pacer.sent[k] != c.Sender {
+			t.Errorf("send %d recorded for %q, the invitation went from %q", k, pacer.sent[k], c.Sender)
+		}
+	}
+	_, st, err := delivery.NewPacer(r.rdb, &delivery.PacerOptions{KeyPrefix: "t:"}).Schedule(ctx, senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].LastMinute+st[1].LastMinute != n {
+		t.Errorf("sends in the minute %d + %d, want %d (confirming moves, it does not add)", st[0].LastMinute, st[1].LastMinute, n)
+	}
+}

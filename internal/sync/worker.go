@@ -289,6 +289,7 @@ func (i *Intake) process(ctx context.Context, j job) (string, string, error) {
 	}
 	i.markInvited(ctx, j.ContactID)
 	if res != nil && res.EmailSent {
+		i.sent(ctx, sender)
 		i.rememberInvitationTrace(ctx, j.ContactID)
 	}
 	channel := ""
