@@ -32,7 +32,7 @@ func benchTracing(ctx context.Context, h *harness, o options) (sec *Section) {
 	if o.quick {
 		clicks, warm, dur = 50, time.Second, 3*time.Second
 	}
-	recv, err := telemetrytest.StartReceiver()
+	recv, err := telemetrytest.StartCounter()
 	if err != nil {
 		sec.Error = err.Error()
 		return sec
@@ -53,14 +53,14 @@ func benchTracing(ctx context.Context, h *harness, o options) (sec *Section) {
 	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}} {
 		for _, i := range order {
 			m := modes[i]
-			before := len(recv.Spans())
+			before := recv.Count()
 			r, lat, err := tracingOnce(ctx, h, m.mode, m.endpoint, clicks, every, workers, warm, dur)
 			if err != nil {
 				sec.Error = fmt.Sprintf("%s: %v", m.mode, err)
 				return sec
 			}
 			if m.endpoint == recv.URL() {
-				r.SpansArrived = len(recv.Spans()) - before
+				r.SpansArrived = recv.Count() - before
 				sec.check(r.SpansArrived > 0, "tracing on: the receiver got no spans")
 			}
 			sec.check(r.Portal.Errors == 0, "%s: %d of %d portal requests failed (statuses %v)", m.mode, r.Portal.Errors, r.Portal.Requests, r.Portal.Statuses)

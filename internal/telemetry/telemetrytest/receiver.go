@@ -25,6 +25,8 @@ type Receiver struct {
 	mu    sync.Mutex
 	spans []Span
 	reqs  int
+	count int  // spans received
+	keep  bool // false: spans are decoded and counted, not kept
 }
 
 // Span is one received span, its ids in hex and its attributes as text.
@@ -38,13 +40,21 @@ type Span struct {
 	Resource                  map[string]string // the resource's attributes
 }
 
-// StartReceiver listens on 127.0.0.1 and serves until Close.
-func StartReceiver() (*Receiver, error) {
+// StartReceiver listens on 127.0.0.1 and serves until Close, keeping
+// every span it receives.
+func StartReceiver() (*Receiver, error) { return start(true) }
+
+// StartCounter is a receiver that decodes every export like StartReceiver
+// but only counts the spans (Count), so a long load does not grow the
+// memory of the process it runs in (a benchmark's load generator).
+func StartCounter() (*Receiver, error) { return start(false) }
+
+func start(keep bool) (*Receiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	r := &Receiver{ln: ln}
+	r := &Receiver{ln: ln, keep: keep}
 	r.srv = &http.Server{Handler: http.HandlerFunc(r.serve), ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -63,7 +73,14 @@ func (r *Receiver) Requests() int {
 	return r.reqs
 }
 
-// Spans returns the spans received so far.
+// Count is the number of spans received so far.
+func (r *Receiver) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
+// Spans returns the spans received so far (none from a StartCounter).
 func (r *Receiver) Spans() []Span {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -120,7 +137,10 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	r.reqs++
-	r.spans = append(r.spans, got...)
+	r.count += len(got)
+	if r.keep {
+		r.spans = append(r.spans, got...)
+	}
 	r.mu.Unlock()
 	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")

@@ -30,7 +30,7 @@ func TestReceiverDecodesExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	spans := r.Spans()
-	if len(spans) != 2 || r.Requests() == 0 {
+	if len(spans) != 2 || r.Requests() == 0 || r.Count() != 2 {
 		t.Fatalf("received %d spans in %d requests, want 2", len(spans), r.Requests())
 	}
 	c, p := spans[0], spans[1]
