@@ -7,8 +7,8 @@ import (
 
 // Parts of each suite, in the order they run.
 var (
-	benchParts = []string{"requests", "throughput", "latency", "site", "polling", "delivered", "smtp", "tracing"}
-	chaosParts = []string{"pipeline", "race", "external", "delivery", "smtp", "bruteforce", "malformed", "fuzz", "failover"}
+	benchParts = []string{"requests", "throughput", "latency", "site", "polling", "delivered", "smtp", "pacing", "tracing"}
+	chaosParts = []string{"pipeline", "race", "external", "delivery", "smtp", "bruteforce", "malformed", "fuzz", "lifecycle", "failover"}
 )
 
 type part struct {
@@ -25,6 +25,7 @@ func runBenchmarks(ctx context.Context, h *harness, o options, rep *Report) {
 		{"polling", benchPolling},
 		{"delivered", benchDelivered},
 		{"smtp", benchSMTP},
+		{"pacing", benchPacing},
 		{"tracing", benchTracing},
 	})
 }
@@ -39,6 +40,7 @@ func runChaos(ctx context.Context, h *harness, o options, rep *Report) {
 		{"bruteforce", chaosBruteForce},
 		{"malformed", chaosMalformed},
 		{"fuzz", chaosFuzz},
+		{"lifecycle", chaosLifecycle},
 		{"failover", chaosFailover},
 	})
 }
