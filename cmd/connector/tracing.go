@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,8 +69,8 @@ func traceDataverse(hc *http.Client, hooks *dataverse.Hooks, tp trace.TracerProv
 	return &traced
 }
 
-// traceAPI gives each JSON API request a server span named by its method
-// and the mux pattern (never the path). Callers hold an API key, so a
+// traceAPI gives each JSON API request a server span named by its route
+// pattern (never the path). Callers hold an API key, so a
 // traceparent they send is continued: an invitation created through the
 // API joins the caller's trace.
 func traceAPI(h http.Handler, tp trace.TracerProvider) http.Handler {
@@ -80,11 +81,17 @@ func traceAPI(h http.Handler, tp trace.TracerProvider) http.Handler {
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelhttp.WithPropagators(telemetry.Propagator()),
+		// Named once the API's own mux has matched ("GET /api/v1/schedule"),
+		// else by the outer mount ("GET /api/v1/").
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if r.Pattern != "" {
+			switch {
+			case r.Pattern == "":
+				return r.Method
+			case strings.Contains(r.Pattern, " "):
+				return r.Pattern
+			default:
 				return r.Method + " " + r.Pattern
 			}
-			return r.Method
 		}),
 	)
 }

@@ -120,10 +120,28 @@ func TestTracingInvitationAndRedemption(t *testing.T) {
 		t.Fatalf("redeem: %d -> %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
+	// A JSON API call continues its caller's trace (the caller holds a key).
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, _ = http.NewRequest(http.MethodGet, base+"/api/v1/schedule", nil)
+	req.Header.Set("Authorization", "Bearer "+c.API.Keys[0])
+	req.Header.Set("traceparent", "00-"+caller+"-00f067aa0ba902b7-01")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
 	spans := mem.Spans(t)
 	byID := map[trace.SpanID]tracetest.SpanStub{}
+	apiSpan := false
 	for _, s := range spans {
 		byID[s.SpanContext.SpanID()] = s
+		if s.Name == "GET /api/v1/schedule" && s.SpanKind == trace.SpanKindServer && s.SpanContext.TraceID().String() == caller &&
+			telemetrytest.Attrs(s.Attributes)["http.response.status_code"].AsInt64() == int64(resp.StatusCode) {
+			apiSpan = true
+		}
+	}
+	if !apiSpan {
+		t.Errorf("no API span GET /api/v1/schedule in the caller's trace (status %d)", resp.StatusCode)
 	}
 	var consumer *tracetest.SpanStub
 	for k, s := range spans {
