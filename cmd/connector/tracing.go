@@ -54,19 +54,37 @@ func flushTracing(log *slog.Logger, stop func(context.Context) error) {
 	}
 }
 
-// traceDataverse makes each Dataverse request (each try) a client span and
-// records the retry waits on the caller's span. The credential keeps the
+// traceDataverse makes each Dataverse request (each try) made within a
+// traced operation a client span, and records the retry waits on the
+// caller's span. Requests outside any trace (poll cycles, readiness
+// probes, the reminder schedule, webhook registration) go untraced rather
+// than each becoming a trace of one span. The credential keeps the
 // untraced client: token requests are not part of an invitation's story.
 func traceDataverse(hc *http.Client, hooks *dataverse.Hooks, tp trace.TracerProvider) *http.Client {
 	if telemetry.Off(tp) {
 		return hc
 	}
+	plain := hc.Transport
+	if plain == nil {
+		plain = http.DefaultTransport
+	}
 	traced := *hc
-	traced.Transport = telemetry.NewTransport(hc.Transport, tp, telemetry.Propagator())
+	traced.Transport = withinTrace{traced: telemetry.NewTransport(plain, tp, telemetry.Propagator()), plain: plain}
 	hooks.OnWait = func(ctx context.Context, ri dataverse.RequestInfo, wait time.Duration) {
 		telemetry.RecordRetry(ctx, ri.Attempt, wait, ri.StatusCode)
 	}
 	return &traced
+}
+
+// withinTrace sends a request through the tracing transport only when its
+// context carries a span.
+type withinTrace struct{ traced, plain http.RoundTripper }
+
+func (w withinTrace) RoundTrip(r *http.Request) (*http.Response, error) {
+	if trace.SpanContextFromContext(r.Context()).IsValid() {
+		return w.traced.RoundTrip(r)
+	}
+	return w.plain.RoundTrip(r)
 }
 
 // traceAPI gives each JSON API request a server span named by its route

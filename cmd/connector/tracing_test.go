@@ -174,6 +174,9 @@ func TestTracingInvitationAndRedemption(t *testing.T) {
 	names := map[string]bool{}
 	for _, s := range spans {
 		names[s.Name] = true
+		if s.SpanKind == trace.SpanKindClient && !s.Parent.IsValid() {
+			t.Errorf("Dataverse span %q is a trace of its own: requests outside a traced operation are not traced", s.Name)
+		}
 	}
 	for _, n := range []string{"GET /invitation", "POST /invitation"} {
 		if !names[n] {
