@@ -128,9 +128,27 @@ func (i *Intake) readContact(ctx context.Context, id string) (dataverse.Record, 
 	return rec, false, err
 }
 
-// Parked counts the requests waiting for a sender's budget (all replicas).
+// parkedContactsScript counts the distinct contacts among the parked
+// requests (a request without a contact counts on its own).
+var parkedContactsScript = redis.NewScript(`
+local seen, n = {}, 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local id = string.match(m, '"contact":"([^"]*)"')
+  if not id or id == '' then
+    n = n + 1
+  elseif not seen[id] then
+    seen[id] = true
+    n = n + 1
+  end
+end
+return n`)
+
+// Parked counts the contacts whose invitation email waits for a sender's
+// budget (all replicas). A contact counts once however many messages wait
+// for it: the command line queues a bulk row and the webhook its Requested
+// mark fires queues it again, and only one of them sends an email.
 func (i *Intake) Parked(ctx context.Context) (int64, error) {
-	n, err := i.rdb.ZCard(ctx, i.parkedKey()).Result()
+	n, err := parkedContactsScript.Run(ctx, i.rdb, []string{i.parkedKey()}).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("parked requests: %w", err)
 	}

@@ -57,6 +57,10 @@ func TestWorkerParksForSenderBudget(t *testing.T) {
 	parked := func() int64 { return r.rdb.ZCard(ctx, i.parkedKey()).Val() }
 	for minute, want := range []int{4, 8, 10} {
 		waitFor(t, "sends in minute", 5*time.Second, func() bool { return calls() == want && parked() == int64(2*(n-want)) })
+		// The schedule counts contacts waiting, not their duplicate messages.
+		if p, err := i.Parked(ctx); err != nil || p != int64(n-want) {
+			t.Fatalf("minute %d: Parked = %d (%v), want %d contacts (each queued twice)", minute, p, err, n-want)
+		}
 		// Nothing more goes out until the clock moves.
 		time.Sleep(50 * time.Millisecond)
 		if got := calls(); got != want {
