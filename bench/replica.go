@@ -63,6 +63,8 @@ type connectorConfig struct {
 	PartnerInvitation string
 	// LifecycleSchedule is intake.lifecycle.schedule; "" = the default.
 	LifecycleSchedule string
+	// LifecycleLease is intake.lifecycle.lease; 0 = the default.
+	LifecycleLease time.Duration
 }
 
 func (c connectorConfig) yaml(addr string) string {
@@ -118,6 +120,9 @@ func (c connectorConfig) yaml(addr string) string {
 	lifecycle := ""
 	if c.LifecycleSchedule != "" {
 		lifecycle = fmt.Sprintf("  lifecycle:\n    schedule: %q\n", c.LifecycleSchedule)
+		if c.LifecycleLease > 0 {
+			lifecycle += fmt.Sprintf("    lease: %s\n", c.LifecycleLease)
+		}
 	}
 	partnerSenders := ""
 	if c.PartnerSenders != nil {

@@ -28,7 +28,7 @@ func newLifecycle(c *config.Config, svc *invite.Service, rdb redis.UniversalClie
 	}
 	s, err := lifecycle.New(lifecycle.Config{
 		Portals: portals, Invitations: lc, Reminder: lc, Expirer: lc, Redis: rdb, Metrics: m, Logger: log,
-		Schedule: c.Intake.Lifecycle.Schedule, KeyPrefix: c.Redis.KeyPrefix,
+		Schedule: c.Intake.Lifecycle.Schedule, Lease: c.Intake.Lifecycle.Lease.D(), KeyPrefix: c.Redis.KeyPrefix,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: %w", err)

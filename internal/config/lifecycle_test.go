@@ -12,8 +12,8 @@ func TestLifecycleDefaultsAndReminders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Intake.Lifecycle.Schedule != "@every 5m" || len(c.Portals[0].Invitation.Reminders) != 0 {
-		t.Errorf("schedule %q reminders %v; want @every 5m and none", c.Intake.Lifecycle.Schedule, c.Portals[0].Invitation.Reminders)
+	if c.Intake.Lifecycle.Schedule != "@every 5m" || len(c.Portals[0].Invitation.Reminders) != 0 || c.Intake.Lifecycle.Lease.D() != 10*time.Minute {
+		t.Errorf("schedule %q reminders %v lease %s; want @every 5m, none and 10m", c.Intake.Lifecycle.Schedule, c.Portals[0].Invitation.Reminders, c.Intake.Lifecycle.Lease.D())
 	}
 	src := strings.Replace(minimal, "      sender: initiating_user\n",
 		"      sender: initiating_user\n    invitation:\n      expires_after: 14d\n      reminders: [7d, 1d]\n", 1)
@@ -29,7 +29,7 @@ func TestLifecycleDefaultsAndReminders(t *testing.T) {
 func TestLifecycleBadInput(t *testing.T) {
 	src := strings.Replace(minimal, "      sender: initiating_user\n",
 		"      sender: initiating_user\n    invitation:\n      expires_after: 7d\n      reminders:\n        - 1d\n        - 7d\n        - 1d\n", 1)
-	src = strings.Replace(src, "intake:\n", "intake:\n  lifecycle:\n    schedule: every five minutes\n", 1)
+	src = strings.Replace(src, "intake:\n", "intake:\n  lifecycle:\n    schedule: every five minutes\n    lease: 5s\n", 1)
 	_, err := LoadBytes([]byte(src), Options{Getenv: dummyEnv})
 	var ce *Error
 	if !errors.As(err, &ce) {
@@ -37,8 +37,9 @@ func TestLifecycleBadInput(t *testing.T) {
 	}
 	want := map[string]int{
 		"intake.lifecycle.schedule":          14,
-		"portals[0].invitation.reminders[1]": 30,
-		"portals[0].invitation.reminders[2]": 31,
+		"intake.lifecycle.lease":             15,
+		"portals[0].invitation.reminders[1]": 31,
+		"portals[0].invitation.reminders[2]": 32,
 	}
 	got := map[string]Problem{}
 	for _, p := range ce.Problems {
