@@ -27,8 +27,9 @@ func newPortalPacer(cfg *config.Config, rdb redis.UniversalClient) *delivery.Por
 				Name: name, PerMinute: p.Email.Rate.PerMinute, PerDay: p.Email.Rate.PerDay})
 		}
 	}
-	// The guard covers the time from a reservation to Exchange counting
-	// the message (a contact read and a change set, retries included).
+	// The worker confirms each send when the email is submitted, which
+	// moves its count to that moment; the guard covers what is left, the
+	// time from submission to server-side sync handing it to Exchange.
 	return delivery.NewPortalPacer(delivery.NewPacer(rdb, &delivery.PacerOptions{KeyPrefix: cfg.Redis.KeyPrefix, Guard: pacingGuard}), senders)
 }
 
