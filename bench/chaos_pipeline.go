@@ -132,19 +132,7 @@ func chaosPipeline(ctx context.Context, h *harness, o options) (sec *Section) {
 		return sec
 	}
 	sec.Columns = []string{"check", "expected", "got"}
-	sec.row("invitations (adx_invitation rows)", n, res.Invitations)
-	sec.row("most invitations for one contact", 1, res.MaxPerContact)
-	sec.row("emails sent", n, res.Emails)
-	sec.row("most emails to one contact", 1, res.MaxEmailsPerOne)
-	sec.row("contacts with status Sent or Delivered", n, res.StatusSent+res.StatusDelivered)
-	sec.row("contacts Failed / other", "0 / 0", fmt.Sprintf("%d / %d", res.StatusFailed, res.StatusOther))
-	sec.row("dead-letter stream", 0, res.DeadLetters)
-	sec.row("left in the queue at the end", 0, res.QueueLeft)
-	sec.check(res.Invitations == n && res.MaxPerContact <= 1, "invitations: want %d (one per contact), got %d (max %d per contact)", n, res.Invitations, res.MaxPerContact)
-	sec.check(res.Emails == n && res.MaxEmailsPerOne <= 1, "emails: want %d (one per contact), got %d (max %d per contact)", n, res.Emails, res.MaxEmailsPerOne)
-	sec.check(res.StatusSent+res.StatusDelivered == n, "contacts Sent or Delivered: want %d, got %d (%d Failed, %d other)", n, res.StatusSent+res.StatusDelivered, res.StatusFailed, res.StatusOther)
-	sec.check(res.DeadLetters == 0, "dead letters: %d", res.DeadLetters)
-	sec.check(res.QueueLeft == 0, "queue not drained: %d", res.QueueLeft)
+	res.report(sec, n, res.DeadLetters, res.QueueLeft)
 	sec.note("%d replicas of `connector serve` behind the loopback balancer, one redis-server with `appendonly yes`, `appendfsync always`; intake.lease 10s, poll every 5s. Emulator: `UniformFaults(%.2f)` on every Web API request (40%% 429 with Retry-After 1s, 30%% 503, 10%% 500, 20%% connection reset), `Webhooks.Duplicate = 1` (every delivery sent twice).", res.Replicas, res.FaultRate)
 	sec.note("Clicks: %d. Webhook POSTs at the balancer: %d, answers %v; %d attempts found a replica gone and went to the next, %d answered 503 with none left.", res.Clicks, res.WebhookPOSTs, res.WebhookAnswers, res.Failovers, res.Refused)
 	sec.note("Emulator: %d requests (the clicks included), %d × 429, %d injected faults; by status %v.", res.Requests, res.Throttled, res.Faults, res.ByStatus)

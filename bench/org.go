@@ -232,6 +232,25 @@ type outcome struct {
 	StatusOther     int `json:"status_other"`
 }
 
+// report adds the exactly-once rows and checks every pipeline-shaped fault
+// run shares: n contacts, each with one invitation, one email and Sent or
+// Delivered, and a queue drained without dead letters.
+func (o outcome) report(sec *Section, n int, deadLetters, queueLeft int64) {
+	sec.row("invitations (adx_invitation rows)", n, o.Invitations)
+	sec.row("most invitations for one contact", 1, o.MaxPerContact)
+	sec.row("emails sent", n, o.Emails)
+	sec.row("most emails to one contact", 1, o.MaxEmailsPerOne)
+	sec.row("contacts with status Sent or Delivered", n, o.StatusSent+o.StatusDelivered)
+	sec.row("contacts Failed / other (Requested included)", "0 / 0", fmt.Sprintf("%d / %d", o.StatusFailed, o.StatusOther))
+	sec.row("dead-letter stream", 0, deadLetters)
+	sec.row("left in the queue at the end", 0, queueLeft)
+	sec.check(o.Invitations == n && o.MaxPerContact <= 1, "invitations: want %d (one per contact), got %d (max %d per contact)", n, o.Invitations, o.MaxPerContact)
+	sec.check(o.Emails == n && o.MaxEmailsPerOne <= 1, "emails: want %d (one per contact), got %d (max %d per contact)", n, o.Emails, o.MaxEmailsPerOne)
+	sec.check(o.StatusSent+o.StatusDelivered == n, "contacts Sent or Delivered: want %d, got %d (%d Failed, %d other)", n, o.StatusSent+o.StatusDelivered, o.StatusFailed, o.StatusOther)
+	sec.check(deadLetters == 0, "dead letters: %d", deadLetters)
+	sec.check(queueLeft == 0, "queue not drained: %d", queueLeft)
+}
+
 func (g *org) outcome(cs []contact) outcome {
 	want := make(map[string]bool, len(cs))
 	for _, c := range cs {
