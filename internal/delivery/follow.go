@@ -21,8 +21,12 @@ type Awaiting struct {
 	Portal    string
 	Channel   string // ChannelDataverse or ChannelSMTP
 	EmailID   string // the email activity to follow; "" when there is none
-	To        string // recipient address (SMTP channel)
-	ToName    string
+	// Email is that email's row when the caller read it already (the
+	// columns of EmailColumns, and description on the SMTP channel); nil
+	// makes Follow read it.
+	Email  dataverse.Record
+	To     string // recipient address (SMTP channel)
+	ToName string
 	// SenderTable ("systemusers" or "queues") and SenderID name whose
 	// mailbox sends the email; "" when unknown.
 	SenderTable, SenderID string
@@ -161,7 +165,9 @@ func (f *Follower) ContactForEmail(ctx context.Context, regardingTable, regardin
 	return f.inv.InvitationContact(ctx, regardingTable, regardingID)
 }
 
-var emailColumns = []string{"activityid", "subject", "statuscode", "statecode", "senton", "createdon", "_sendermailboxid_value"}
+// EmailColumns are the email columns Follow reads; a caller that passes
+// Awaiting.Email reads at least these.
+var EmailColumns = []string{"activityid", "subject", "statuscode", "statecode", "senton", "createdon", "_sendermailboxid_value"}
 
 // Follow looks at the contact's invitation email and records its outcome
 // when there is one: Sent → Delivered; Failed → Failed with the mailbox's
@@ -181,11 +187,14 @@ func (f *Follower) Follow(ctx context.Context, contactID string) (Result, error)
 	if a == nil || a.EmailID == "" {
 		return Result{Outcome: OutcomeNone}, nil
 	}
-	cols := emailColumns
+	cols := EmailColumns
 	if a.Channel == ChannelSMTP {
 		cols = append(append([]string(nil), cols...), "description")
 	}
-	email, err := f.dv.Retrieve(ctx, "emails", a.EmailID, &dataverse.Query{Select: cols})
+	email, err := a.Email, error(nil)
+	if email == nil {
+		email, err = f.dv.Retrieve(ctx, "emails", a.EmailID, &dataverse.Query{Select: cols})
+	}
 	if err != nil {
 		if dataverse.IsNotFound(err) { // deleted by a CRM user: nothing left to follow
 			return Result{Outcome: OutcomeNone, EmailID: a.EmailID}, nil

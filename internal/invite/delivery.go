@@ -34,8 +34,12 @@ type AwaitingEmail struct {
 	// EmailID is the newest email activity regarding the invitation; ""
 	// when there is none.
 	EmailID string
-	To      string // the contact's emailaddress1
-	ToName  string // the contact's fullname
+	// Email is that email's row with the columns in EmailColumns (and
+	// description on the SMTP channel), read with the query that found
+	// it, so the follower need not read it again.
+	Email  dataverse.Record
+	To     string // the contact's emailaddress1
+	ToName string // the contact's fullname
 	// SenderTable and SenderID name the sender whose mailbox sends the
 	// email: the portal's configured systemuser or queue, or for
 	// initiating_user the invitation's owner. "" when Dataverse picks (the
@@ -97,8 +101,12 @@ func (s *Service) AwaitingDelivery(ctx context.Context, contactID string) (*Awai
 	if pc.sender.initiatingUser && inv.OwnerID != "" {
 		a.SenderTable, a.SenderID = "systemusers", inv.OwnerID
 	}
+	cols := EmailColumns
+	if a.Channel == ChannelSMTP {
+		cols = append(append([]string(nil), cols...), "description")
+	}
 	page, err := s.dv.QueryPage(ctx, "emails", &dataverse.Query{
-		Select:  []string{"activityid", "statuscode", "createdon"},
+		Select:  cols,
 		Filter:  "_regardingobjectid_value eq " + inv.ID,
 		OrderBy: []string{"createdon desc"},
 		Top:     5,
@@ -106,16 +114,19 @@ func (s *Service) AwaitingDelivery(ctx context.Context, contactID string) (*Awai
 	if err != nil {
 		return nil, fmt.Errorf("awaiting delivery %s: read invitation emails: %w", id, err)
 	}
-	a.EmailID = newestEmail(page.Records)
+	a.EmailID, a.Email = newestEmail(page.Records)
 	return a, nil
 }
+
+// EmailColumns are the email columns following a delivery needs.
+var EmailColumns = []string{"activityid", "subject", "statuscode", "statecode", "senton", "createdon", "_sendermailboxid_value"}
 
 // newestEmail picks the newest email (rows ordered by createdon desc);
 // among rows created in the same second (a click again right after a
 // failure) the one still in progress wins over a finished one.
-func newestEmail(rows []dataverse.Record) string {
+func newestEmail(rows []dataverse.Record) (string, dataverse.Record) {
 	if len(rows) == 0 {
-		return ""
+		return "", nil
 	}
 	best := rows[0]
 	for _, r := range rows[1:] {
@@ -126,7 +137,7 @@ func newestEmail(rows []dataverse.Record) string {
 			best = r
 		}
 	}
-	return strings.ToLower(best.Str("activityid"))
+	return strings.ToLower(best.Str("activityid")), best
 }
 
 // finished: Sent, Failed or Canceled.

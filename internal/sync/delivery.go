@@ -72,7 +72,7 @@ func (a invitations) AwaitingDelivery(ctx context.Context, contactID string) (*d
 		return nil, err
 	}
 	return &delivery.Awaiting{
-		ContactID: aw.ContactID, Portal: aw.Portal, Channel: aw.Channel, EmailID: aw.EmailID,
+		ContactID: aw.ContactID, Portal: aw.Portal, Channel: aw.Channel, EmailID: aw.EmailID, Email: aw.Email,
 		To: aw.To, ToName: aw.ToName, SenderTable: aw.SenderTable, SenderID: aw.SenderID,
 		HandedAt: aw.InvitedOn, Ref: aw,
 	}, nil

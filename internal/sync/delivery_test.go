@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/d365portal/connector/internal/dataverse/emulator"
 	"github.com/d365portal/connector/internal/delivery"
+	"github.com/d365portal/connector/internal/invite"
 )
 
 // statusCount counts the contacts in each invite status.
@@ -101,6 +103,23 @@ func TestIntegrationDeliveryFollowed(t *testing.T) {
 	}
 	if dl, _ := c.live().DeadLetters(context.Background(), 10); len(dl) != 0 {
 		t.Errorf("dead letters: %+v", dl)
+	}
+	// The query that finds the invitation's newest email carries what the
+	// follower reads: no email is read again by its id.
+	for route, k := range c.em.Stats().ByRoute {
+		if strings.HasPrefix(route, "GET emails({id}) ") {
+			t.Errorf("%d × %s: the follower read an email the query had returned", k, route)
+		}
+	}
+}
+
+// The invitation service's email query must return every column the
+// follower reads, or the follower would decide on columns it never got.
+func TestEmailColumnsCoverFollower(t *testing.T) {
+	for _, col := range delivery.EmailColumns {
+		if !slices.Contains(invite.EmailColumns, col) {
+			t.Errorf("invite.EmailColumns lacks %q, which the delivery follower reads", col)
+		}
 	}
 }
 
