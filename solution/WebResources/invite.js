@@ -412,6 +412,19 @@ var PortalInvite = (function () {
     body[columns.portal] = portal;
     body[columns.roles] = roles && roles.length ? roles.join(",") : null;
     body[columns.error] = null;
+    return updateEach(xrm, cfg.entity || "contact", ids, body).then(function (result) {
+      result.portal = portal;
+      result.roles = roles ? roles.slice() : [];
+      return result;
+    });
+  };
+
+  /**
+   * updateEach writes the same columns onto each record, a few at a time,
+   * and reports which ids were written and which failed with what message
+   * (per-record failures are collected, not thrown).
+   */
+  function updateEach(xrm, entity, ids, body) {
     var done = {};
     var failures = {};
     return forEachLimit(ids, CONCURRENCY, function (id) {
@@ -421,7 +434,7 @@ var PortalInvite = (function () {
       });
       return Promise.resolve()
         .then(function () {
-          return xrm.WebApi.updateRecord(cfg.entity || "contact", id, row);
+          return xrm.WebApi.updateRecord(entity, id, row);
         })
         .then(
           function () {
@@ -433,8 +446,6 @@ var PortalInvite = (function () {
         );
     }).then(function () {
       return {
-        portal: portal,
-        roles: roles ? roles.slice() : [],
         requested: ids.filter(function (id) {
           return done[id];
         }),
@@ -447,7 +458,7 @@ var PortalInvite = (function () {
           })
       };
     });
-  };
+  }
 
   // ------------------------------------------------------------------- dialog
 
@@ -785,37 +796,9 @@ var PortalInvite = (function () {
    * Per-contact failures are collected, not thrown.
    */
   api.setCommand = function (xrm, column, value, ids) {
-    var done = {};
-    var failures = {};
-    return forEachLimit(ids, CONCURRENCY, function (id) {
-      var row = {};
-      row[column] = value;
-      return Promise.resolve()
-        .then(function () {
-          return xrm.WebApi.updateRecord("contact", id, row);
-        })
-        .then(
-          function () {
-            done[id] = true;
-          },
-          function (err) {
-            failures[id] = errorMessage(err);
-          }
-        );
-    }).then(function () {
-      return {
-        requested: ids.filter(function (id) {
-          return done[id];
-        }),
-        failed: ids
-          .filter(function (id) {
-            return failures[id] !== undefined;
-          })
-          .map(function (id) {
-            return { id: id, message: failures[id] };
-          })
-      };
-    });
+    var row = {};
+    row[column] = value;
+    return updateEach(xrm, "contact", ids, row);
   };
 
   /** commandSummary says what a Resend or Revoke click did ("resend" | "revoke"). */
